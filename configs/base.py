@@ -1,0 +1,61 @@
+"""Shared base: the paper's hyper-parameters (GRAM paper, section IV-B).
+
+Every experiment config starts from ``get_config()`` here and changes only
+what differs. All knobs live in this ConfigDict; it is locked, so a typo in
+``--config.some.key=...`` is an error.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.total_steps = 300_000          # 2e5 at lr 1e-4 + 1e5 at lr 1e-5.
+  c.batch_size = 16                # Global batch, split over all devices.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'srresnet'
+  c.model.scale = 4
+  c.model.num_blocks = 16
+  c.model.channels = 64
+  c.model.activation = 'leaky_relu'   # or 'prelu' (official code).
+  c.model.leaky_slope = 0.2
+  c.model.batch_norm = False          # True in the official code.
+  c.model.residual_init_scale = 0.1   # Init scale of each block's last conv.
+  c.model.log_var_init = 0.0          # Initial log-variance ([-1,1] units).
+  c.model.mean_activation = 'none'   # or 'tanh' (official code).
+  c.model.first_kernel = 9
+  c.model.head_kernel = 9             # Mean and log-variance heads.
+  c.model.compute_dtype = 'float32'
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.name = 'gram'                # A key of gramjax.losses.LOSSES.
+  # Keyword options of that loss (validated against its signature).
+  c.loss.options = ml_collections.ConfigDict({'units': '[-1,1]'})
+  # () for none, or (lo, hi): clamp of s in [-1, 1] units.
+  c.loss.log_var_clip = ()
+
+  c.data = ml_collections.ConfigDict()
+  c.data.train_dir = 'data/DIV2K/DIV2K_train_HR'
+  c.data.crop_size = 96               # HR crop; LR is crop_size / scale.
+  c.data.augment = True               # Flips and 90/180/270 rotations.
+  c.data.round_lr = True              # LR rounded to 8-bit levels.
+  c.data.num_threads = 2
+  # Images super-resolved at the end of training into WORKDIR/samples
+  # ('' for none): a folder, a file or 'builtin:skimage/NAME'.
+  c.data.sample_images = ''
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.99
+  c.optimizer.eps = 1e-8
+  c.optimizer.lr_values = (1e-4, 1e-5)
+  c.optimizer.lr_boundaries = (200_000,)
+  c.optimizer.grad_clip_norm = 0.0    # 0: no clipping.
+
+  c.log_every = 100
+  c.checkpoint_every = 5_000
+  c.keep_checkpoints = 3
+  c.tensorboard = True                # If tensorboardX is installed.
+  return c

@@ -1,0 +1,181 @@
+"""Training data: image folders decoded once, random crops, a grain pipeline.
+
+Images are decoded once per run into memory as uint8 arrays (H, W, 3); every
+training crop is then a cheap slice. The pipeline yields HR crops only, uint8
+NHWC in [0, 255]; the LR input is made from them on the device (see
+``train.make_lr_hr``), so degradation is one jitted matmul, not per-crop
+Python.
+
+Data specs (``config.data.train_dir`` and ``config.data.sample_images``):
+  * a folder path: every image in it (sorted by name, non-recursive);
+  * an image path (only for sample images);
+  * ``builtin:skimage`` / ``builtin:skimage/NAME``: photographs shipped inside
+    the scikit-image wheel (no download) for the demo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import time
+from typing import Sequence
+
+import grain
+import numpy as np
+from PIL import Image, ImageOps
+
+from gramjax.errors import UserError
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp',
+                  '.ppm', '.pgm')
+
+# Natural photographs inside the scikit-image wheel (skimage/data/). The cat
+# `chelsea` is held out for the demo's sample prediction.
+SKIMAGE_TRAIN = ('astronaut.png', 'coffee.png', 'rocket.jpg',
+                 'motorcycle_left.png', 'ihc.png', 'hubble_deep_field.jpg',
+                 'brick.png', 'grass.png', 'gravel.png', 'camera.png')
+SKIMAGE_HELD_OUT = ('chelsea.png',)
+
+GET_DIV2K = (
+    'DIV2K (Agustsson & Timofte 2017) is at https://data.vision.ee.ethz.ch/'
+    'cvl/DIV2K/: download DIV2K_train_HR.zip, unpack it and pass the folder '
+    'with --config.data.train_dir=PATH/DIV2K_train_HR (any folder of images '
+    'works, e.g. ../shared/data/SunHays80 for a small CPU run).')
+
+
+def _skimage_dir() -> pathlib.Path:
+  try:
+    import skimage  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise UserError(
+        "the 'builtin:skimage' demo data needs scikit-image: "
+        "pip install -e '.[demo]'") from e
+  return pathlib.Path(skimage.__file__).parent / 'data'
+
+
+def resolve_images(spec: str, *, key: str = 'config.data.train_dir',
+                   held_out: bool = False) -> list[pathlib.Path]:
+  """Turns a data spec into a sorted list of image paths (see module doc)."""
+  if spec.startswith('builtin:'):
+    name = spec[len('builtin:'):]
+    root = _skimage_dir()
+    if name == 'skimage':
+      names = SKIMAGE_HELD_OUT if held_out else SKIMAGE_TRAIN
+      return [root / n for n in names]
+    if name.startswith('skimage/'):
+      stem = name[len('skimage/'):]
+      hits = sorted(p for p in root.iterdir()
+                    if p.stem == stem and p.suffix.lower() in IMAGE_SUFFIXES)
+      if not hits:
+        raise UserError(f'{key}={spec!r}: no image {stem!r} in {root}')
+      return hits[:1]
+    raise UserError(f"{key}={spec!r}: unknown built-in dataset; use "
+                    "'builtin:skimage' or 'builtin:skimage/NAME'")
+  path = pathlib.Path(os.path.expanduser(spec))
+  if not path.exists():
+    hint = '' if held_out else ' ' + GET_DIV2K
+    raise UserError(f'{key}: {path} does not exist.{hint}')
+  if path.is_file():
+    return [path]
+  files = sorted(p for p in path.iterdir()
+                 if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+  if not files:
+    raise UserError(f'{key}: no images ({", ".join(IMAGE_SUFFIXES)}) in '
+                    f'{path}')
+  return files
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+  """Decodes an image file to uint8 RGB (H, W, 3) in [0, 255].
+
+  EXIF orientation is applied; greyscale is replicated to three channels;
+  alpha is dropped; 16-bit images are reduced to 8 bits. Raises ``UserError``
+  naming the file when it cannot be decoded.
+  """
+  path = pathlib.Path(path)
+  try:
+    with Image.open(path) as im:
+      im = ImageOps.exif_transpose(im)
+      im.load()
+      if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
+        arr = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        arr = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+      else:
+        arr = np.asarray(im.convert('RGB'), dtype=np.uint8)
+  except FileNotFoundError as e:
+    raise UserError(f'{path}: file not found') from e
+  except (OSError, ValueError, Image.DecompressionBombError,
+          SyntaxError) as e:
+    raise UserError(f'{path}: cannot decode image ({e})') from e
+  if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+    raise UserError(f'{path}: image has no pixels (shape {arr.shape})')
+  return np.ascontiguousarray(arr)
+
+
+def load_images(paths: Sequence[pathlib.Path], min_size: int,
+                log_every_s: float = 5.0) -> list[np.ndarray]:
+  """Decodes every image once, with progress; refuses ones under min_size."""
+  images, start, last = [], time.time(), time.time()
+  for i, path in enumerate(paths):
+    arr = load_image(path)
+    if min(arr.shape[:2]) < min_size:
+      raise UserError(f'{path}: image is {arr.shape[1]}x{arr.shape[0]}, '
+                      f'smaller than the {min_size}px training crop '
+                      '(config.data.crop_size)')
+    images.append(arr)
+    if time.time() - last > log_every_s and i + 1 < len(paths):
+      last = time.time()
+      rate = (i + 1) / (last - start)
+      logging.info('decoded %d/%d images (%.1f/s, ETA %.0fs)', i + 1,
+                   len(paths), rate, (len(paths) - i - 1) / rate)
+  mb = sum(a.nbytes for a in images) / 2**20
+  logging.info('decoded %d images (%.0f MiB) in %.1fs', len(images), mb,
+               time.time() - start)
+  return images
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomCropAugment(grain.transforms.RandomMap):
+  """Image index -> random ``crop`` x ``crop`` uint8 HR patch, randomly
+  flipped and rotated by 0/90/180/270 degrees (the 8 dihedral transforms)."""
+
+  images: Sequence[np.ndarray]
+  crop: int
+  augment: bool = True
+
+  def random_map(self, index, rng: np.random.Generator):
+    img = self.images[int(index)]
+    h, w = img.shape[:2]
+    top = int(rng.integers(0, h - self.crop + 1))
+    left = int(rng.integers(0, w - self.crop + 1))
+    patch = img[top:top + self.crop, left:left + self.crop]
+    if self.augment:
+      if rng.integers(2):
+        patch = patch[:, ::-1]
+      patch = np.rot90(patch, k=int(rng.integers(4)))
+    return np.ascontiguousarray(patch)
+
+
+def train_dataset(images: Sequence[np.ndarray], *, crop: int,
+                  batch_size: int, seed: int, augment: bool = True,
+                  shard_index: int = 0, shard_count: int = 1,
+                  num_threads: int = 2) -> grain.IterDataset:
+  """Infinite grain pipeline of HR batches, uint8 (batch_size, crop, crop, 3).
+
+  Each epoch visits every image once in a seeded random order (reshuffled per
+  epoch); crops and augmentations are drawn from per-element seeded RNGs, so
+  the stream is a pure function of ``seed``. ``shard_index/shard_count``
+  select this process's share of the stream (multi-host); ``batch_size`` is
+  the per-process batch. The returned iterator's state can be checkpointed.
+  """
+  ds = grain.MapDataset.range(len(images)).shuffle(seed=seed).repeat(None)
+  if shard_count > 1:
+    ds = ds[shard_index::shard_count]
+  ds = ds.random_map(RandomCropAugment(images, crop, augment), seed=seed + 1)
+  ds = ds.batch(batch_size, drop_remainder=True)
+  return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
+                                              prefetch_buffer_size=4))

@@ -1,0 +1,387 @@
+"""Training: a pure jitted ``train_step(state, batch) -> (state, metrics)``
+and the loop around it (data, sharding, checkpoints, metrics, samples).
+
+Pixel ranges: batches hold HR crops, uint8 [0, 255]. On the device they
+become the target in [-1, 1] and the LR input in [0, 1] (MATLAB bicubic
+downscaling, optionally rounded to 8-bit levels like a saved LR file), as in
+section IV-B of the paper.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import pathlib
+import time
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from gramjax import checkpoint as ckpt_lib
+from gramjax import data as data_lib
+from gramjax import imresize
+from gramjax import losses
+from gramjax import metrics as metrics_lib
+from gramjax import models
+from gramjax import visualize
+from gramjax.errors import UserError
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything the step needs; a pytree of arrays (checkpointed whole)."""
+  step: jax.Array
+  params: nnx.State
+  model_state: nnx.State  # BatchNorm statistics (empty without BN).
+  opt_state: optax.OptState
+
+
+def make_schedule(opt_config) -> optax.Schedule:
+  """Piecewise-constant learning rate: ``lr_values[i]`` from
+  ``lr_boundaries[i-1]`` on (paper: 1e-4, then 1e-5 from step 2e5)."""
+  values = [float(v) for v in opt_config.lr_values]
+  bounds = [int(b) for b in opt_config.lr_boundaries]
+  if len(values) != len(bounds) + 1:
+    raise UserError(
+        f'config.optimizer.lr_values has {len(values)} entries; it needs one '
+        f'more than config.optimizer.lr_boundaries ({len(bounds)})')
+  if any(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:])) or (
+      bounds and bounds[0] <= 0):
+    raise UserError('config.optimizer.lr_boundaries must be positive and '
+                    f'strictly increasing, got {tuple(bounds)}')
+  return optax.join_schedules(
+      [optax.constant_schedule(v) for v in values], bounds)
+
+
+def make_optimizer(opt_config) -> optax.GradientTransformation:
+  """Adam(b1, b2) on the schedule; optional global-norm gradient clipping."""
+  tx = optax.adam(make_schedule(opt_config), b1=opt_config.b1,
+                  b2=opt_config.b2, eps=opt_config.eps)
+  if opt_config.grad_clip_norm > 0:
+    tx = optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm), tx)
+  return tx
+
+
+def make_lr_hr(hr: jax.Array, scale: int, round_lr: bool = True):
+  """uint8 HR crops (N, H, W, C) -> (LR in [0, 1] (N, H/s, W/s, C),
+  target in [-1, 1] (N, H, W, C))."""
+  hr01 = hr.astype(jnp.float32) / 255.0
+  lr = jnp.clip(imresize.imresize(hr01, 1.0 / scale, jnp), 0.0, 1.0)
+  if round_lr:
+    lr = jnp.round(lr * 255.0) / 255.0
+  return lr, hr01 * 2.0 - 1.0
+
+
+def batch_psnr(mean: jax.Array, target: jax.Array) -> jax.Array:
+  """PSNR (dB) of the mean on the batch, both in [-1, 1] (peak-to-peak 2),
+  averaged over images; RGB, no shave (a training monitor only)."""
+  mse = jnp.mean(jnp.square(jnp.clip(mean, -1, 1) - target), axis=(1, 2, 3))
+  return jnp.mean(10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-12)))
+
+
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
+                    pixel_loss: Callable, schedule: optax.Schedule, *,
+                    scale: int, round_lr: bool, attention_units: str | float
+                    ) -> Callable[[TrainState, jax.Array],
+                                  tuple[TrainState, dict]]:
+  """Builds the pure step; ``batch`` is uint8 HR crops (N, H, W, 3)."""
+
+  def loss_fn(params, model_state, hr):
+    lr, target = make_lr_hr(hr, scale, round_lr)
+    model = nnx.merge(graphdef, params, model_state)
+    mean, log_var = model(lr, train=True)
+    new_model_state = nnx.state(model, nnx.BatchStat)
+    loss = jnp.mean(pixel_loss(mean, log_var, target))
+    return loss, (mean, log_var, target, new_model_state)
+
+  def train_step(state: TrainState, hr: jax.Array):
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, aux), grads = grad_fn(state.params, state.model_state, hr)
+    mean, log_var, target, new_model_state = aux
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params,
+                              model_state=new_model_state,
+                              opt_state=opt_state)
+    sg = jax.lax.stop_gradient
+    log_var = sg(log_var)
+    metrics = {
+        'loss': loss,
+        'nll': jnp.mean(losses.nll(mean, log_var, target)),
+        'mse': jnp.mean(losses.mse(mean, log_var, target)),
+        'psnr': batch_psnr(mean, target),
+        'sigma_grey': jnp.mean(jnp.exp(0.5 * log_var)) * 127.5,
+        'log_var': jnp.mean(log_var),
+        'mask': jnp.mean(losses.attention_mask(log_var, attention_units)),
+        'grad_norm': optax.tree.norm(grads),
+        'lr': schedule(state.step),
+    }
+    return new_state, metrics
+
+  return train_step
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks that do not need data; each error names the config key."""
+  scale = config.model.scale
+  if config.data.crop_size % scale:
+    raise UserError(f'config.data.crop_size={config.data.crop_size} is not '
+                    f'divisible by config.model.scale={scale}')
+  if config.batch_size < 1 or config.total_steps < 0:
+    raise UserError('config.batch_size must be >= 1 and config.total_steps '
+                    '>= 0')
+  n = jax.device_count()
+  if config.batch_size % n:
+    raise UserError(f'config.batch_size={config.batch_size} does not divide '
+                    f'over {n} devices')
+  if config.log_every < 1 or config.checkpoint_every < 1:
+    raise UserError('config.log_every and config.checkpoint_every must be '
+                    '>= 1')
+
+
+def create_mesh() -> jax.sharding.Mesh:
+  """A 1-D data-parallel mesh over every device of every process."""
+  return jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+class MetricWriter:
+  """Appends metrics to WORKDIR/metrics.jsonl (and TensorBoard if present)."""
+
+  def __init__(self, workdir: pathlib.Path, resume_step: int,
+               tensorboard: bool):
+    self.path = workdir / 'metrics.jsonl'
+    self._truncate_after(resume_step)
+    self.tb = None
+    if tensorboard and jax.process_index() == 0:
+      try:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+        self.tb = SummaryWriter(str(workdir / 'tensorboard'))
+      except ImportError:
+        logging.info('TensorBoard logging off: pip install tensorboardX')
+
+  def _truncate_after(self, step: int) -> None:
+    """Drops lines logged after the checkpoint we resume from, so the file
+    holds each step once."""
+    if not self.path.exists() or jax.process_index() != 0:
+      return
+    kept = []
+    for line in self.path.read_text().splitlines():
+      try:
+        if json.loads(line)['step'] <= step:
+          kept.append(line)
+      except (ValueError, KeyError, TypeError):
+        continue  # A line cut short by a kill.
+    self.path.write_text(''.join(l + '\n' for l in kept))
+
+  def write(self, step: int, values: dict) -> None:
+    if jax.process_index() != 0:
+      return
+    with self.path.open('a') as f:
+      f.write(json.dumps({'step': step, **values}) + '\n')
+    if self.tb is not None:
+      for k, v in values.items():
+        self.tb.add_scalar(k, v, step)
+      self.tb.flush()
+
+  def close(self) -> None:
+    if self.tb is not None:
+      self.tb.close()
+
+
+def _fmt_duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return '?'
+  seconds = int(seconds)
+  d, rem = divmod(seconds, 86400)
+  h, rem = divmod(rem, 3600)
+  m, s = divmod(rem, 60)
+  if d:
+    return f'{d}d{h:02d}h'
+  if h:
+    return f'{h}h{m:02d}m'
+  return f'{m}m{s:02d}s' if m else f'{s}s'
+
+
+def make_predict_fn(graphdef: nnx.GraphDef) -> Callable:
+  """jitted ``(params, model_state, lr (N,h,w,3) in [0,1]) -> (mean, log_var)``
+  in inference mode (BatchNorm running averages)."""
+
+  @jax.jit
+  def predict(params, model_state, lr):
+    return nnx.merge(graphdef, params, model_state)(lr, train=False)
+
+  return predict
+
+
+def write_samples(predict: Callable, state: TrainState, config,
+                  outdir: pathlib.Path) -> list[dict]:
+  """Super-resolves each ``config.data.sample_images`` image and writes
+  ``<stem>_mean.png``, ``<stem>_uncertainty.png`` (sigma in grey levels,
+  inferno colour map) and ``<stem>_bicubic.png``; returns PSNR-Y figures."""
+  spec = config.data.sample_images
+  if not spec:
+    return []
+  scale = config.model.scale
+  outdir.mkdir(parents=True, exist_ok=True)
+  results = []
+  for path in data_lib.resolve_images(spec, key='config.data.sample_images',
+                                      held_out=True):
+    hr = data_lib.load_image(path)
+    h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+    hr = hr[:h, :w]
+    lr = np.clip(np.round(imresize.imresize(hr / 255.0, 1 / scale) * 255.0),
+                 0, 255) / 255.0
+    mean, log_var = predict(state.params, state.model_state,
+                            jnp.asarray(lr[None], jnp.float32))
+    sr = np.clip(np.round((np.asarray(mean[0]) + 1.0) * 127.5), 0, 255)
+    sr = sr.astype(np.uint8)
+    bic = np.clip(np.round(imresize.imresize(lr, scale) * 255.0), 0, 255)
+    bic = bic.astype(np.uint8)
+    sigma = visualize.sigma_grey_levels(np.asarray(log_var[0]))
+    visualize.save_png(outdir / f'{path.stem}_mean.png', sr)
+    visualize.save_png(outdir / f'{path.stem}_bicubic.png', bic)
+    visualize.save_png(outdir / f'{path.stem}_uncertainty.png',
+                       visualize.colormap(sigma))
+    result = {'image': path.name,
+              'psnr_y': metrics_lib.psnr_y(sr, hr, scale),
+              'psnr_y_bicubic': metrics_lib.psnr_y(bic, hr, scale),
+              'sigma_grey_median': float(np.median(sigma)),
+              'sigma_grey_p99': float(np.percentile(sigma, 99))}
+    logging.info(
+        'sample %s: PSNR-Y %.2f dB (bicubic %.2f dB), sigma median %.2f / '
+        'p99 %.2f grey levels -> %s', path.name, result['psnr_y'],
+        result['psnr_y_bicubic'], result['sigma_grey_median'],
+        result['sigma_grey_p99'], outdir)
+    results.append(result)
+  return results
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | pathlib.Path) -> TrainState:
+  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint."""
+  workdir = pathlib.Path(workdir)
+  validate_config(config)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise UserError(f'--workdir={workdir}: cannot create it ({e})') from e
+  pixel_loss = _pixel_loss_from_config(config)
+  units = config.loss.options.get('units', '[-1,1]')
+
+  # Data first: a missing dataset should fail before any compilation.
+  paths = data_lib.resolve_images(config.data.train_dir)
+  logging.info('training data: %d images from %s', len(paths),
+               config.data.train_dir)
+  images = data_lib.load_images(paths, config.data.crop_size)
+  n_proc, proc = jax.process_count(), jax.process_index()
+  local_batch = config.batch_size // n_proc
+  data_iter = iter(data_lib.train_dataset(
+      images, crop=config.data.crop_size, batch_size=local_batch,
+      seed=config.seed, augment=config.data.augment, shard_index=proc,
+      shard_count=n_proc, num_threads=config.data.num_threads))
+
+  mesh = create_mesh()
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P('data'))
+
+  model = models.build_model(config.model, seed=config.seed)
+  graphdef, params, model_state = nnx.split(model, nnx.Param, nnx.BatchStat)
+  n_params = sum(x.size for x in jax.tree.leaves(params))
+  logging.info('model: %s, %.3fM parameters', config.model.name, n_params / 1e6)
+  tx = make_optimizer(config.optimizer)
+  schedule = make_schedule(config.optimizer)
+
+  @functools.partial(jax.jit, out_shardings=replicated)
+  def init_state(params, model_state):
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      model_state=model_state, opt_state=tx.init(params))
+
+  state = init_state(params, model_state)
+  step_fn = make_train_step(graphdef, tx, pixel_loss, schedule,
+                            scale=config.model.scale,
+                            round_lr=config.data.round_lr,
+                            attention_units=units)
+  train_step = jax.jit(step_fn, in_shardings=(replicated, batch_sharding),
+                       out_shardings=(replicated, replicated),
+                       donate_argnums=(0,))
+
+  ckpts = ckpt_lib.Checkpoints(workdir, every=config.checkpoint_every,
+                               keep=config.keep_checkpoints)
+  config_dict = ckpt_lib.config_to_dict(config)
+  start = ckpts.latest_step()
+  if start is not None:
+    state = ckpts.restore(start, ckpt_lib.abstract_like(state), data_iter)
+    logging.info('resumed from %s at step %d', ckpts.directory, start)
+  else:
+    start = 0
+    (workdir / 'config.json').write_text(json.dumps(config_dict, indent=2))
+  writer = MetricWriter(workdir, start, config.tensorboard)
+
+  total = config.total_steps
+  if start >= total:
+    logging.info('checkpoint step %d >= config.total_steps=%d: nothing to '
+                 'train', start, total)
+  pending: list[dict] = []
+  t_window, steps_window, step = time.time(), 0, start
+  with jax.set_mesh(mesh):
+    for step in range(start + 1, total + 1):
+      hr = jax.make_array_from_process_local_data(batch_sharding,
+                                                  next(data_iter))
+      state, metrics = train_step(state, hr)
+      pending.append(metrics)
+      steps_window += 1
+      if step == start + 1:
+        jax.block_until_ready(metrics)  # Keep compilation out of steps/s.
+        logging.info('compiled and ran the first step in %.1fs',
+                     time.time() - t_window)
+        t_window, steps_window = time.time(), 0
+      if step % config.log_every == 0 or step == total:
+        values = jax.device_get(pending)
+        mean_metrics = {k: float(np.mean([v[k] for v in values]))
+                        for k in values[0]}
+        pending = []
+        elapsed = time.time() - t_window
+        rate = steps_window / elapsed if steps_window and elapsed > 0 else 0.0
+        eta = (total - step) / rate if rate else float('nan')
+        t_window, steps_window = time.time(), 0
+        mean_metrics['steps_per_sec'] = rate
+        writer.write(step, mean_metrics)
+        logging.info(
+            'step %d/%d  loss %.4g  psnr %.2f dB  sigma %.2f grey  mask %.3g'
+            '  lr %.2g  |g| %.3g  %.2f steps/s  ETA %s', step, total,
+            mean_metrics['loss'], mean_metrics['psnr'],
+            mean_metrics['sigma_grey'], mean_metrics['mask'],
+            mean_metrics['lr'], mean_metrics['grad_norm'], rate,
+            _fmt_duration(eta))
+      if step % config.checkpoint_every == 0 or step == total:
+        ckpts.save(step, state, data_iter, config_dict, force=step == total)
+  ckpts.wait()
+  ckpts.close()
+  writer.close()
+  if jax.process_index() == 0:
+    samples = write_samples(make_predict_fn(graphdef), state, config,
+                            workdir / 'samples')
+    if samples:
+      (workdir / 'samples' / 'samples.json').write_text(
+          json.dumps(samples, indent=2))
+  if hasattr(data_iter, 'close'):
+    data_iter.close()
+  return state
+
+
+def _pixel_loss_from_config(config) -> Callable:
+  try:
+    return losses.make_pixel_loss(config.loss.name, config.loss.options,
+                                  tuple(config.loss.log_var_clip))
+  except (KeyError, ValueError) as e:
+    raise UserError(str(e).strip('"')) from e
