@@ -5,6 +5,12 @@ Pixel ranges: batches hold HR crops, uint8 [0, 255]. On the device they
 become the target in [-1, 1] and the LR input in [0, 1] (MATLAB bicubic
 downscaling, optionally rounded to 8-bit levels like a saved LR file), as in
 section IV-B of the paper.
+
+Randomness: the step itself is deterministic. Crops and augmentations come
+from grain's per-element RNG, seeded by ``config.seed`` and the element index
+(step * batch + i), so every step's randomness is a function of the step
+number, and a resumed run (which restores the iterator state) sees exactly
+the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
