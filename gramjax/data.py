@@ -100,9 +100,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
       im = ImageOps.exif_transpose(im)
       im.load()
       if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
+        # 16-bit data (PNG I;16, or 'I' as older Pillow decodes it): scale
+        # by the format's range, never by the content.
         arr = np.asarray(im, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
-        arr = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        arr = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
         arr = np.repeat(arr[..., None], 3, axis=-1)
       else:
         arr = np.asarray(im.convert('RGB'), dtype=np.uint8)

@@ -80,11 +80,13 @@ def make_optimizer(opt_config) -> optax.GradientTransformation:
 def make_lr_hr(hr: jax.Array, scale: int, round_lr: bool = True):
   """uint8 HR crops (N, H, W, C) -> (LR in [0, 1] (N, H/s, W/s, C),
   target in [-1, 1] (N, H, W, C))."""
-  hr01 = hr.astype(jnp.float32) / 255.0
-  lr = jnp.clip(imresize.imresize(hr01, 1.0 / scale, jnp), 0.0, 1.0)
+  hr = hr.astype(jnp.float32)
+  lr = jnp.clip(imresize.imresize(hr / 255.0, 1.0 / scale, jnp), 0.0, 1.0)
   if round_lr:
     lr = jnp.round(lr * 255.0) / 255.0
-  return lr, hr01 * 2.0 - 1.0
+  # XLA turns / 127.5 into a multiply by its reciprocal (255 -> 1 + 1e-7):
+  # clip so the target is exactly in [-1, 1].
+  return lr, jnp.clip(hr / 127.5 - 1.0, -1.0, 1.0)
 
 
 def batch_psnr(mean: jax.Array, target: jax.Array) -> jax.Array:
