@@ -15,7 +15,6 @@ the batches an uninterrupted one would.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -138,6 +137,24 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
   return train_step
 
 
+def model_and_state_fn(config):
+  """Builds the model of ``config`` and splits it once.
+
+  Returns ``(graphdef, params, model_state, init_state)`` where
+  ``init_state(params, model_state) -> TrainState`` is pure (jit it, or
+  ``jax.eval_shape`` it for the checkpoint layout).
+  """
+  model = models.build_model(config.model, seed=config.seed)
+  graphdef, params, model_state = nnx.split(model, nnx.Param, nnx.BatchStat)
+  tx = make_optimizer(config.optimizer)
+
+  def init_state(params, model_state):
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      model_state=model_state, opt_state=tx.init(params))
+
+  return graphdef, params, model_state, init_state
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks that do not need data; each error names the config key."""
   scale = config.model.scale
@@ -220,19 +237,7 @@ def _fmt_duration(seconds: float) -> str:
   return f'{m}m{s:02d}s' if m else f'{s}s'
 
 
-def make_predict_fn(graphdef: nnx.GraphDef) -> Callable:
-  """jitted ``(params, model_state, lr (N,h,w,3) in [0,1]) -> (mean, log_var)``
-  in inference mode (BatchNorm running averages)."""
-
-  @jax.jit
-  def predict(params, model_state, lr):
-    return nnx.merge(graphdef, params, model_state)(lr, train=False)
-
-  return predict
-
-
-def write_samples(predict: Callable, state: TrainState, config,
-                  outdir: pathlib.Path) -> list[dict]:
+def write_samples(predictor, config, outdir: pathlib.Path) -> list[dict]:
   """Super-resolves each ``config.data.sample_images`` image and writes
   ``<stem>_mean.png``, ``<stem>_uncertainty.png`` (sigma in grey levels,
   inferno colour map) and ``<stem>_bicubic.png``; returns PSNR-Y figures."""
@@ -249,13 +254,12 @@ def write_samples(predict: Callable, state: TrainState, config,
     hr = hr[:h, :w]
     lr = np.clip(np.round(imresize.imresize(hr / 255.0, 1 / scale) * 255.0),
                  0, 255) / 255.0
-    mean, log_var = predict(state.params, state.model_state,
-                            jnp.asarray(lr[None], jnp.float32))
-    sr = np.clip(np.round((np.asarray(mean[0]) + 1.0) * 127.5), 0, 255)
+    mean, log_var = predictor(lr)
+    sr = np.clip(np.round((mean + 1.0) * 127.5), 0, 255)
     sr = sr.astype(np.uint8)
     bic = np.clip(np.round(imresize.imresize(lr, scale) * 255.0), 0, 255)
     bic = bic.astype(np.uint8)
-    sigma = visualize.sigma_grey_levels(np.asarray(log_var[0]))
+    sigma = visualize.sigma_grey_levels(log_var)
     visualize.save_png(outdir / f'{path.stem}_mean.png', sr)
     visualize.save_png(outdir / f'{path.stem}_bicubic.png', bic)
     visualize.save_png(outdir / f'{path.stem}_uncertainty.png',
@@ -302,19 +306,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P('data'))
 
-  model = models.build_model(config.model, seed=config.seed)
-  graphdef, params, model_state = nnx.split(model, nnx.Param, nnx.BatchStat)
+  graphdef, params, model_state, init_state = model_and_state_fn(config)
   n_params = sum(x.size for x in jax.tree.leaves(params))
   logging.info('model: %s, %.3fM parameters', config.model.name, n_params / 1e6)
   tx = make_optimizer(config.optimizer)
   schedule = make_schedule(config.optimizer)
-
-  @functools.partial(jax.jit, out_shardings=replicated)
-  def init_state(params, model_state):
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      model_state=model_state, opt_state=tx.init(params))
-
-  state = init_state(params, model_state)
+  state = jax.jit(init_state, out_shardings=replicated)(params, model_state)
   step_fn = make_train_step(graphdef, tx, pixel_loss, schedule,
                             scale=config.model.scale,
                             round_lr=config.data.round_lr,
@@ -377,8 +374,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   ckpts.close()
   writer.close()
   if jax.process_index() == 0:
-    samples = write_samples(make_predict_fn(graphdef), state, config,
-                            workdir / 'samples')
+    from gramjax import inference  # pylint: disable=g-import-not-at-top
+    samples = write_samples(inference.from_state(config, graphdef, state),
+                            config, workdir / 'samples')
     if samples:
       (workdir / 'samples' / 'samples.json').write_text(
           json.dumps(samples, indent=2))
