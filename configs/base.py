@@ -37,7 +37,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.log_var_clip = ()
 
   c.data = ml_collections.ConfigDict()
+  # A folder of images, a folder made by `python -m gramjax.prepare`, or
+  # 'builtin:skimage'.
   c.data.train_dir = 'data/DIV2K/DIV2K_train_HR'
+  # If set, train_dir is decoded once into memory-mappable arrays here.
+  c.data.prepared_dir = ''
+  # 'bicubic': LR made on the device (MATLAB imresize); 'files': official LR
+  # images from train_lr_dir (e.g. data/DIV2K/DIV2K_train_LR_bicubic/X4).
+  c.data.lr_source = 'bicubic'
+  c.data.train_lr_dir = ''
   c.data.crop_size = 96               # HR crop; LR is crop_size / scale.
   c.data.augment = True               # Flips and 90/180/270 rotations.
   c.data.round_lr = True              # LR rounded to 8-bit levels.

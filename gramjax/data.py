@@ -141,31 +141,49 @@ def load_images(paths: Sequence[pathlib.Path], min_size: int,
 
 @dataclasses.dataclass(frozen=True)
 class RandomCropAugment(grain.transforms.RandomMap):
-  """Image index -> random ``crop`` x ``crop`` uint8 HR patch, randomly
-  flipped and rotated by 0/90/180/270 degrees (the 8 dihedral transforms)."""
+  """Image index -> a random training example, a dict of uint8 patches.
+
+  ``{'hr': (crop, crop, 3)}``, plus ``'lr': (crop/scale, crop/scale, 3)``
+  cut from the aligned LR image when ``lr_images`` is given (official LR
+  files); both randomly flipped and rotated by 0/90/180/270 degrees (the 8
+  dihedral transforms) when ``augment``.
+  """
 
   images: Sequence[np.ndarray]
   crop: int
   augment: bool = True
+  lr_images: Sequence[np.ndarray] | None = None
+  scale: int = 1
 
   def random_map(self, index, rng: np.random.Generator):
     img = self.images[int(index)]
-    h, w = img.shape[:2]
-    top = int(rng.integers(0, h - self.crop + 1))
-    left = int(rng.integers(0, w - self.crop + 1))
-    patch = img[top:top + self.crop, left:left + self.crop]
+    if self.lr_images is None:
+      h, w = img.shape[:2]
+      top = int(rng.integers(0, h - self.crop + 1))
+      left = int(rng.integers(0, w - self.crop + 1))
+      patches = {'hr': img[top:top + self.crop, left:left + self.crop]}
+    else:
+      lr, s, p = self.lr_images[int(index)], self.scale, self.crop // self.scale
+      h, w = lr.shape[:2]
+      top = int(rng.integers(0, h - p + 1))
+      left = int(rng.integers(0, w - p + 1))
+      patches = {'hr': img[top * s:(top + p) * s, left * s:(left + p) * s],
+                 'lr': lr[top:top + p, left:left + p]}
     if self.augment:
-      if rng.integers(2):
-        patch = patch[:, ::-1]
-      patch = np.rot90(patch, k=int(rng.integers(4)))
-    return np.ascontiguousarray(patch)
+      flip, k = bool(rng.integers(2)), int(rng.integers(4))
+      patches = {n: np.rot90(x[:, ::-1] if flip else x, k=k)
+                 for n, x in patches.items()}
+    return {n: np.ascontiguousarray(x) for n, x in patches.items()}
 
 
 def train_dataset(images: Sequence[np.ndarray], *, crop: int,
                   batch_size: int, seed: int, augment: bool = True,
                   shard_index: int = 0, shard_count: int = 1,
-                  num_threads: int = 2) -> grain.IterDataset:
-  """Infinite grain pipeline of HR batches, uint8 (batch_size, crop, crop, 3).
+                  num_threads: int = 2,
+                  lr_images: Sequence[np.ndarray] | None = None,
+                  scale: int = 1) -> grain.IterDataset:
+  """Infinite grain pipeline of batches ``{'hr': uint8 (B, crop, crop, 3)}``
+  (plus ``'lr'`` (B, crop/scale, crop/scale, 3) with ``lr_images``).
 
   Each epoch visits every image once in a seeded random order (reshuffled per
   epoch); crops and augmentations are drawn from per-element seeded RNGs, so
@@ -176,7 +194,63 @@ def train_dataset(images: Sequence[np.ndarray], *, crop: int,
   ds = grain.MapDataset.range(len(images)).shuffle(seed=seed).repeat(None)
   if shard_count > 1:
     ds = ds[shard_index::shard_count]
-  ds = ds.random_map(RandomCropAugment(images, crop, augment), seed=seed + 1)
+  ds = ds.random_map(
+      RandomCropAugment(images, crop, augment, lr_images, scale),
+      seed=seed + 1)
   ds = ds.batch(batch_size, drop_remainder=True)
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
                                               prefetch_buffer_size=4))
+
+
+def load_training_set(data_config, scale: int):
+  """HR images (and LR images for ``lr_source='files'``) for training.
+
+  ``data_config.train_dir`` may be a raw image folder (decoded into memory
+  once), a prepared folder (memory-mapped; see ``gramjax.prepare``), or a
+  built-in set; with ``prepared_dir`` set, the raw folder is prepared there
+  first (a no-op when up to date). Returns ``(hr_images, lr_images|None)``.
+  """
+  from gramjax import prepare  # pylint: disable=g-import-not-at-top
+  c = data_config
+  if c.lr_source not in ('bicubic', 'files'):
+    raise UserError(f"config.data.lr_source must be 'bicubic' or 'files', "
+                    f'got {c.lr_source!r}')
+  want_lr = c.lr_source == 'files'
+  source = c.train_dir
+  if c.prepared_dir and not source.startswith('builtin:'):
+    prepare.prepare(source, c.prepared_dir,
+                    lr_dir=c.train_lr_dir if want_lr else None, scale=scale,
+                    min_size=c.crop_size)
+    source = c.prepared_dir
+  if not source.startswith('builtin:') and prepare.is_prepared(
+      os.path.expanduser(source)):
+    names, hrs, lrs = prepare.open_prepared(os.path.expanduser(source))
+    if want_lr and lrs is None:
+      raise UserError(f"config.data.lr_source='files' but {source} was "
+                      'prepared without --lr_dir')
+    for name, hr in zip(names, hrs):
+      if min(hr.shape[:2]) < c.crop_size:
+        raise UserError(f'{name} in {source}: image is {hr.shape[1]}x'
+                        f'{hr.shape[0]}, smaller than the {c.crop_size}px '
+                        'training crop (config.data.crop_size)')
+    logging.info('training data: %d prepared images mapped from %s',
+                 len(hrs), source)
+    return hrs, (lrs if want_lr else None)
+  paths = resolve_images(source)
+  logging.info('training data: %d images from %s', len(paths), source)
+  hrs = load_images(paths, c.crop_size)
+  if not want_lr:
+    return hrs, None
+  if not c.train_lr_dir:
+    raise UserError("config.data.lr_source='files' needs "
+                    'config.data.train_lr_dir (e.g. DIV2K_train_LR_bicubic/X4)')
+  lr_dir = pathlib.Path(os.path.expanduser(c.train_lr_dir))
+  lr_files = {p.stem: p for p in resolve_images(
+      str(lr_dir), key='config.data.train_lr_dir')}
+  lrs = []
+  for path, hr in zip(paths, hrs):
+    lr_path = prepare.find_lr_file(path, lr_files, scale, lr_dir)
+    lr = load_image(lr_path)
+    prepare.check_pair(hr, lr, scale, path, lr_path)
+    lrs.append(lr)
+  return hrs, lrs

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import pathlib
 import time
 from typing import Any, Callable
@@ -37,6 +36,7 @@ from gramjax import imresize
 from gramjax import losses
 from gramjax import metrics as metrics_lib
 from gramjax import models
+from gramjax import progress
 from gramjax import visualize
 from gramjax.errors import UserError
 
@@ -100,19 +100,23 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
                     scale: int, round_lr: bool, attention_units: str | float
                     ) -> Callable[[TrainState, jax.Array],
                                   tuple[TrainState, dict]]:
-  """Builds the pure step; ``batch`` is uint8 HR crops (N, H, W, 3)."""
+  """Builds the pure step. ``batch['hr']``: uint8 HR crops (N, H, W, 3);
+  optional ``batch['lr']``: their uint8 LR files (N, H/s, W/s, 3), else the
+  LR is made on the device by MATLAB bicubic."""
 
-  def loss_fn(params, model_state, hr):
-    lr, target = make_lr_hr(hr, scale, round_lr)
+  def loss_fn(params, model_state, batch):
+    lr, target = make_lr_hr(batch['hr'], scale, round_lr)
+    if 'lr' in batch:
+      lr = batch['lr'].astype(jnp.float32) / 255.0
     model = nnx.merge(graphdef, params, model_state)
     mean, log_var = model(lr, train=True)
     new_model_state = nnx.state(model, nnx.BatchStat)
     loss = jnp.mean(pixel_loss(mean, log_var, target))
     return loss, (mean, log_var, target, new_model_state)
 
-  def train_step(state: TrainState, hr: jax.Array):
+  def train_step(state: TrainState, batch: dict[str, jax.Array]):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, aux), grads = grad_fn(state.params, state.model_state, hr)
+    (loss, aux), grads = grad_fn(state.params, state.model_state, batch)
     mean, log_var, target, new_model_state = aux
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -223,20 +227,6 @@ class MetricWriter:
       self.tb.close()
 
 
-def _fmt_duration(seconds: float) -> str:
-  if not math.isfinite(seconds):
-    return '?'
-  seconds = int(seconds)
-  d, rem = divmod(seconds, 86400)
-  h, rem = divmod(rem, 3600)
-  m, s = divmod(rem, 60)
-  if d:
-    return f'{d}d{h:02d}h'
-  if h:
-    return f'{h}h{m:02d}m'
-  return f'{m}m{s:02d}s' if m else f'{s}s'
-
-
 def write_samples(predictor, config, outdir: pathlib.Path) -> list[dict]:
   """Super-resolves each ``config.data.sample_images`` image and writes
   ``<stem>_mean.png``, ``<stem>_uncertainty.png`` (sigma in grey levels,
@@ -291,16 +281,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   units = config.loss.options.get('units', '[-1,1]')
 
   # Data first: a missing dataset should fail before any compilation.
-  paths = data_lib.resolve_images(config.data.train_dir)
-  logging.info('training data: %d images from %s', len(paths),
-               config.data.train_dir)
-  images = data_lib.load_images(paths, config.data.crop_size)
+  images, lr_images = data_lib.load_training_set(config.data,
+                                                 config.model.scale)
   n_proc, proc = jax.process_count(), jax.process_index()
   local_batch = config.batch_size // n_proc
   data_iter = iter(data_lib.train_dataset(
       images, crop=config.data.crop_size, batch_size=local_batch,
       seed=config.seed, augment=config.data.augment, shard_index=proc,
-      shard_count=n_proc, num_threads=config.data.num_threads))
+      shard_count=n_proc, num_threads=config.data.num_threads,
+      lr_images=lr_images, scale=config.model.scale))
 
   mesh = create_mesh()
   replicated = NamedSharding(mesh, P())
@@ -340,9 +329,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   t_window, steps_window, step = time.time(), 0, start
   with jax.set_mesh(mesh):
     for step in range(start + 1, total + 1):
-      hr = jax.make_array_from_process_local_data(batch_sharding,
-                                                  next(data_iter))
-      state, metrics = train_step(state, hr)
+      batch = jax.tree.map(
+          lambda x: jax.make_array_from_process_local_data(batch_sharding, x),
+          next(data_iter))
+      state, metrics = train_step(state, batch)
       pending.append(metrics)
       steps_window += 1
       if step == start + 1:
@@ -367,7 +357,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
             mean_metrics['loss'], mean_metrics['psnr'],
             mean_metrics['sigma_grey'], mean_metrics['mask'],
             mean_metrics['lr'], mean_metrics['grad_norm'], rate,
-            _fmt_duration(eta))
+            progress.format_duration(eta))
       if step % config.checkpoint_every == 0 or step == total:
         ckpts.save(step, state, data_iter, config_dict, force=step == total)
   ckpts.wait()

@@ -211,7 +211,7 @@ def test_load_images_refuses_small_images(tmp_path):
 
 def take(ds, n):
   it = iter(ds)
-  return [np.asarray(next(it)) for _ in range(n)]
+  return [np.asarray(next(it)['hr']) for _ in range(n)]
 
 
 def find_transforms(img, patch):
@@ -300,12 +300,12 @@ def test_iterator_state_resumes_exactly(noise_image):
   for _ in range(5):
     next(it)
   state = it.get_state()
-  ahead = [np.asarray(next(it)) for _ in range(6)]
+  ahead = [np.asarray(next(it)['hr']) for _ in range(6)]
   it.set_state(state)
-  again = [np.asarray(next(it)) for _ in range(6)]
+  again = [np.asarray(next(it)['hr']) for _ in range(6)]
   fresh = iter(ds)
   fresh.set_state(state)
-  restored = [np.asarray(next(fresh)) for _ in range(6)]
+  restored = [np.asarray(next(fresh)['hr']) for _ in range(6)]
   for x, y, z in zip(ahead, again, restored):
     np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(x, z)
