@@ -8,7 +8,10 @@ Prints, in one run (ratios are what to compare; these machines are noisy):
     jax.image.resize(antialias=True) for scale;
   * training crops per second when each crop decodes its image file, when
     images are decoded once into memory, and when read from a prepared
-    (memory-mapped) folder.
+    (memory-mapped) folder;
+  * the training pipeline (grain, batches of 16 96x96 crops with
+    augmentation) reading a prepared folder, against the rate at which the
+    paper-size train step consumes crops on this machine.
 Uses ../shared/data/SunHays80 when present, else synthetic 1024x768 PNGs.
 """
 
@@ -25,6 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from gramjax import data  # noqa: E402
+from gramjax import losses  # noqa: E402
 from gramjax import prepare  # noqa: E402
 from gramjax import train  # noqa: E402
 
@@ -98,21 +102,60 @@ def bench_crops(folder):
   print(f'  prepared (mmap)  {mmap:9.1f} crops/s ({mmap / decode:.0f}x)')
 
 
+def bench_pipeline_vs_step(folder, steps):
+  """Pipeline supply vs paper-model train-step demand, in crops/s."""
+  from configs import gram as gram_config  # pylint: disable=g-import-not-at-top
+  config = gram_config.get_config()
+  with tempfile.TemporaryDirectory() as tmp:
+    prepare.prepare(folder, tmp, progress=False)
+    _, mapped, _ = prepare.open_prepared(tmp)
+    it = iter(data.train_dataset(mapped, crop=96, batch_size=16, seed=0))
+    next(it)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 3.0:
+      next(it)
+      n += 16
+    supply = n / (time.perf_counter() - start)
+    graphdef, params, model_state, init = train.model_and_state_fn(config)
+    tx = train.make_optimizer(config.optimizer)
+    step = jax.jit(train.make_train_step(
+        graphdef, tx, losses.make_pixel_loss('gram', {'units': '[-1,1]'}),
+        train.make_schedule(config.optimizer), scale=4, round_lr=True,
+        attention_units='[-1,1]'), donate_argnums=0)
+    state = jax.jit(init)(params, model_state)
+    batch = {'hr': jnp.asarray(next(it)['hr'])}
+    state, m = step(state, batch)
+    jax.block_until_ready(m)
+    start = time.perf_counter()
+    for _ in range(steps):
+      state, m = step(state, {'hr': jnp.asarray(next(it)['hr'])})
+    jax.block_until_ready(m)
+    step_time = (time.perf_counter() - start) / steps
+    if hasattr(it, 'close'):
+      it.close()
+  demand = 16 / step_time
+  print('paper SRResNet x4 (GRAM), batch 16 x 96 px, prepared data:')
+  print(f'  pipeline supplies  {supply:9.1f} crops/s')
+  print(f'  train step needs   {demand:9.1f} crops/s ({step_time:.2f} s/step)')
+  print(f'  supply / demand    {supply / demand:9.1f}x (target >= 5x)')
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--images', default=None)
   parser.add_argument('--repeats', type=int, default=50)
+  parser.add_argument('--steps', type=int, default=3,
+                      help='paper-model train steps to time')
   args = parser.parse_args()
   bench_lr(args.repeats)
   folder = args.images
   shared = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data'
   if folder is None and (shared / 'SunHays80').is_dir():
     folder = shared / 'SunHays80'
-  if folder is None:
-    with tempfile.TemporaryDirectory() as tmp:
-      bench_crops(synthetic_folder(pathlib.Path(tmp)))
-  else:
-    bench_crops(pathlib.Path(folder))
+  with tempfile.TemporaryDirectory() as tmp:
+    folder = pathlib.Path(folder or synthetic_folder(pathlib.Path(tmp)))
+    bench_crops(folder)
+    bench_pipeline_vs_step(folder, args.steps)
 
 
 if __name__ == '__main__':
