@@ -45,10 +45,18 @@ def receptive_radius(model_config) -> int:
 
 
 def _windows(length: int, tile: int, halo: int):
-  """Yields (keep_start, keep_end, in_start, in_end) along one axis."""
+  """Yields (keep_start, keep_end, in_start, in_end) along one axis.
+
+  Every input window has the same size, min(length, tile + 2*halo): windows
+  at the ends are shifted inwards rather than cut, so one image compiles
+  one shape. Kept pixels stay >= halo from any window edge that is not an
+  image border, which is what makes tiling exact.
+  """
+  size = min(length, tile + 2 * halo)
   for start in range(0, length, tile):
     end = min(start + tile, length)
-    yield start, end, max(0, start - halo), min(length, end + halo)
+    in_start = min(max(0, start - halo), length - size)
+    yield start, end, in_start, in_start + size
 
 
 @dataclasses.dataclass
@@ -117,6 +125,8 @@ def load(workdir: str | pathlib.Path, step: int | None = None) -> Predictor:
   """Loads the model of a training workdir (latest checkpoint or ``step``),
   built from the config saved with that checkpoint."""
   workdir = pathlib.Path(workdir)
+  if not workdir.is_dir():
+    raise UserError(f'--workdir={workdir}: no such folder')
   if not (workdir / 'checkpoints').is_dir():
     raise UserError(f'--workdir={workdir}: no checkpoints/ folder (train it '
                     'first with python -m gramjax.main)')

@@ -5,7 +5,6 @@ Override any config key with ``--config.key=value`` (e.g.
 command resumes from the latest checkpoint in DIR.
 """
 
-import logging
 import os
 import sys
 
@@ -22,30 +21,14 @@ _VERBOSE = flags.DEFINE_bool('verbose', False,
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def _quiet_libraries(record: logging.LogRecord) -> bool:
-  """Drops orbax/grain INFO chatter (they log through absl); keeps warnings."""
-  noisy = ('/orbax/', '/grain/', '/jax/_src/')
-  return record.levelno >= logging.WARNING or not any(
-      n in record.pathname for n in noisy)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   # Imported here so `--help` and flag errors stay fast.
+  from gramjax import cli  # pylint: disable=g-import-not-at-top
   from gramjax import train  # pylint: disable=g-import-not-at-top
-  from gramjax.errors import UserError  # pylint: disable=g-import-not-at-top
-  logging.getLogger('absl').setLevel(logging.INFO)
-  if not _VERBOSE.value:
-    for handler in logging.getLogger().handlers:  # absl's handler is root's.
-      handler.addFilter(_quiet_libraries)
-  try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except UserError as e:
-    if _VERBOSE.value:
-      raise
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  cli.run(lambda: train.train_and_evaluate(_CONFIG.value, _WORKDIR.value),
+          verbose=_VERBOSE.value)
 
 
 if __name__ == '__main__':

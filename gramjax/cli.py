@@ -1,0 +1,35 @@
+"""Conventions shared by the command-line tools: quiet library logs and
+bad input reported as one line (exit status 2) instead of a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from gramjax.errors import UserError
+
+_NOISY_PATHS = ('/orbax/', '/grain/', '/jax/_src/')
+
+
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+  """Drops orbax/grain/jax INFO chatter (they log through absl); keeps
+  warnings and everything of ours."""
+  return record.levelno >= logging.WARNING or not any(
+      n in record.pathname for n in _NOISY_PATHS)
+
+
+def run(body: Callable[[], object], *, verbose: bool) -> None:
+  """Runs ``body``; a ``UserError`` becomes ``error: ...`` on stderr and exit
+  status 2 (a traceback with ``verbose``, which also keeps library logs)."""
+  logging.getLogger('absl').setLevel(logging.INFO)
+  if not verbose:
+    for handler in logging.getLogger().handlers:  # absl's handler is root's.
+      handler.addFilter(_quiet_libraries)
+  try:
+    body()
+  except UserError as e:
+    if verbose:
+      raise
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,336 @@
+"""Evaluation: bicubic reproduces the paper's Table I numbers on Set5/Set14,
+trained workdirs evaluate with uncertainty summaries, the report writes the
+table, and bad input is one clear line with exit status 2."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import demo as demo_config
+from gramjax import data as data_lib
+from gramjax import evaluate
+from gramjax import imresize
+from gramjax import inference
+from gramjax import metrics
+from gramjax import report
+from gramjax import train
+from tests.conftest import REPO, shared_data
+
+ENTRY_KEYS = {'psnr', 'ssim', 'images', 'convention'}
+UNCERTAINTY_KEYS = {'sigma_mean_grey', 'sigma_median_grey', 'rmse_grey',
+                    'nll_grey'}
+
+
+def run_module(module, *args):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=600)
+
+
+def smooth_image(rng, h, w, channels=3):
+  """A photo-like image: smooth random field plus a little texture."""
+  small = rng.uniform(0, 255, (h // 8 + 2, w // 8 + 2, channels))
+  big = imresize.imresize(small, 8.0)[:h, :w]
+  big = big + rng.normal(0, 6, big.shape)
+  return np.clip(np.round(big), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope='module')
+def folders(tmp_path_factory):
+  """Synthetic training and evaluation folders (no shared data needed)."""
+  root = tmp_path_factory.mktemp('images')
+  rng = np.random.default_rng(0)
+  train_dir, eval_dir = root / 'train', root / 'Synth'
+  train_dir.mkdir()
+  eval_dir.mkdir()
+  for i in range(4):
+    Image.fromarray(smooth_image(rng, 64, 64)).save(train_dir / f'{i}.png')
+  Image.fromarray(smooth_image(rng, 52, 61)).save(eval_dir / 'a.png')
+  Image.fromarray(smooth_image(rng, 48, 48, 1)[..., 0]).save(
+      eval_dir / 'grey.png')
+  return train_dir, eval_dir
+
+
+@pytest.fixture(scope='module')
+def workdir(folders, tmp_path_factory):
+  """A tiny x4 model trained for 10 steps (checkpoints at 5 and 10)."""
+  train_dir, _ = folders
+  c = demo_config.get_config()
+  c.total_steps = 10
+  c.log_every = 5
+  c.checkpoint_every = 5
+  c.tensorboard = False
+  c.model.num_blocks = 1
+  c.model.channels = 8
+  c.data.crop_size = 32
+  c.data.train_dir = str(train_dir)
+  c.data.sample_images = ''
+  c.batch_size = 4
+  w = tmp_path_factory.mktemp('workdir')
+  train.train_and_evaluate(c, w)
+  return w
+
+
+# ------------------------------------------------- paper Table I, bicubic --
+
+def test_bicubic_reproduces_table_one_on_set5_and_set14(tmp_path):
+  set5, set14 = shared_data('Set5'), shared_data('Set14')
+  out = tmp_path / 'bicubic.json'
+  r = run_module('gramjax.evaluate', '--method=bicubic',
+                 f'--data={set5},{set14}', '--scale=4', f'--json={out}')
+  assert r.returncode == 0, r.stderr[-3000:]
+  result = json.loads(out.read_text())
+  assert list(result) == ['Set5', 'Set14']
+  for entry in result.values():
+    assert set(entry) == ENTRY_KEYS
+    assert isinstance(entry['images'], int)
+    assert entry['convention'] == 'standard'
+  assert result['Set5']['images'] == 5 and result['Set14']['images'] == 14
+  # Paper, Table I: Set5 28.42/0.8099, Set14 26.00/0.7025.
+  assert result['Set5']['psnr'] == pytest.approx(28.42, abs=0.01)
+  assert result['Set14']['psnr'] == pytest.approx(26.00, abs=0.01)
+  assert result['Set5']['ssim'] == pytest.approx(0.8099, abs=0.002)
+  assert result['Set14']['ssim'] == pytest.approx(0.7025, abs=0.002)
+  assert "convention 'standard'" in r.stdout
+  assert 'Set14 14/14' in r.stderr and 'ETA' in r.stderr  # Progress lines.
+
+
+# ------------------------------------------------------------ greyscale --
+
+def test_greyscale_file_is_measured_on_grey_values(tmp_path):
+  rng = np.random.default_rng(1)
+  g = smooth_image(rng, 64, 72, 1)[..., 0]
+  path = tmp_path / 'grey.png'
+  Image.fromarray(g).save(path)
+  assert Image.open(path).mode == 'L'
+  result = evaluate.evaluate_image(path, scale=4)
+  assert result.grey
+  # Independently: grey HR -> MATLAB bicubic LR (uint8) -> bicubic x4.
+  hr = g.astype(np.float64)
+  lr = np.clip(np.round(imresize.imresize(hr[..., None] / 255, 0.25) * 255),
+               0, 255)
+  bic = np.clip(np.round(imresize.imresize(lr / 255, 4.0) * 255), 0,
+                255)[..., 0]
+  want = metrics.psnr(bic, hr, shave=4)
+  assert result.psnr == pytest.approx(want, abs=1e-9)
+  y = lambda v: 16 + 219 * v / 255  # Y of replicated grey channels.
+  on_y = metrics.psnr(np.floor(y(bic) + 0.5), np.floor(y(hr) + 0.5), shave=4)
+  assert abs(on_y - result.psnr) > 0.5
+  # The same pixels saved as RGB are measured on Y (the file decides).
+  Image.fromarray(np.repeat(g[..., None], 3, -1)).save(tmp_path / 'rgb.png')
+  rgb = evaluate.evaluate_image(tmp_path / 'rgb.png', scale=4)
+  assert not rgb.grey and rgb.psnr == pytest.approx(on_y, abs=1e-9)
+
+
+# ------------------------------------------------------ conventions, CLI --
+
+def test_official_code_convention_differs_and_is_labelled(folders, tmp_path):
+  _, eval_dir = folders
+  runs = {}
+  for conv in ('standard', 'official_code'):
+    out = tmp_path / f'{conv}.json'
+    r = run_module('gramjax.evaluate', '--method=bicubic',
+                   f'--data={eval_dir}', f'--convention={conv}',
+                   f'--json={out}', '--per_image')
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs[conv] = r.stdout, json.loads(out.read_text())['Synth']
+  (std_out, std), (off_out, off) = runs['standard'], runs['official_code']
+  assert std['convention'] == 'standard'
+  assert off['convention'] == 'official_code'
+  assert abs(std['psnr'] - off['psnr']) > 1e-3
+  assert abs(std['ssim'] - off['ssim']) > 1e-3
+  assert "convention 'official_code'" in off_out and '10 px' in off_out
+  assert '7x7 uniform' in off_out and '11x11 Gaussian' in std_out
+  # --per_image rows, the greyscale file marked.
+  assert 'a.png' in std_out and 'grey.png' in std_out and '(grey)' in std_out
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--method=bicubic', '--workdir=W'], '--workdir=W'),
+    ([], '--method=bicubic or --workdir'),
+    (['--method=lanczos'], '--method=lanczos'),
+    (['--method=bicubic', '--step=3'], '--step=3'),
+    (['--method=bicubic', '--convention=matlab'], '--convention=matlab'),
+    (['--method=bicubic', '--tile=-1'], '--tile=-1'),
+])
+def test_bad_flag_combinations(folders, args, message):
+  _, eval_dir = folders
+  r = run_module('gramjax.evaluate', f'--data={eval_dir}', *args)
+  assert r.returncode == 2, r.stderr
+  assert message in r.stderr and 'Traceback' not in r.stderr
+  assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_missing_folder_names_it(folders, tmp_path):
+  _, eval_dir = folders
+  missing = tmp_path / 'Set15'
+  r = run_module('gramjax.evaluate', '--method=bicubic',
+                 f'--data={eval_dir},{missing}')
+  assert r.returncode == 2
+  assert str(missing) in r.stderr and 'Traceback' not in r.stderr
+  r = run_module('gramjax.evaluate', '--method=bicubic',
+                 f'--data={missing}', '--verbose')
+  assert r.returncode != 0 and 'Traceback' in r.stderr
+
+
+def test_folder_without_images_names_it(tmp_path):
+  (tmp_path / 'empty').mkdir()
+  r = run_module('gramjax.evaluate', '--method=bicubic',
+                 f'--data={tmp_path / "empty"}')
+  assert r.returncode == 2
+  assert str(tmp_path / 'empty') in r.stderr and 'no images' in r.stderr
+  assert 'Traceback' not in r.stderr
+
+
+def test_clashing_folder_names_get_their_parent(tmp_path, folders):
+  _, eval_dir = folders
+  for parent in ('A', 'B'):
+    (tmp_path / parent).mkdir()
+    (tmp_path / parent / 'HR').symlink_to(eval_dir)
+  found = evaluate.resolve_folders(f'{tmp_path}/A/HR,{tmp_path}/B/HR')
+  assert [f.name for f in found] == ['A/HR', 'B/HR']
+  assert [len(f.images) for f in found] == [2, 2]
+
+
+# -------------------------------------------------------- trained models --
+
+def test_workdir_evaluates_with_uncertainty(workdir, folders, tmp_path):
+  _, eval_dir = folders
+  out = tmp_path / 'model.json'
+  r = run_module('gramjax.evaluate', f'--workdir={workdir}',
+                 f'--data={eval_dir}', '--scale=4', f'--json={out}',
+                 '--tile=8')
+  assert r.returncode == 0, r.stderr[-3000:]
+  result = json.loads(out.read_text())
+  entry = result['Synth']
+  assert set(entry) == ENTRY_KEYS | UNCERTAINTY_KEYS | {'step'}
+  assert entry['images'] == 2 and entry['step'] == 10
+  assert entry['convention'] == 'standard'
+  for k in UNCERTAINTY_KEYS:
+    assert math.isfinite(entry[k]), k
+  assert 0 < entry['sigma_median_grey'] and 0 < entry['sigma_mean_grey']
+  assert 10 < entry['psnr'] < 60 and 0 < entry['ssim'] <= 1
+  assert 'step 10' in r.stdout and 'sigma' in r.stdout
+  # An older checkpoint by --step.
+  r = run_module('gramjax.evaluate', f'--workdir={workdir}', '--step=5',
+                 f'--data={eval_dir}', f'--json={out}')
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert json.loads(out.read_text())['Synth']['step'] == 5
+
+
+def test_pipeline_by_hand(workdir, folders):
+  """evaluate_image == HR crop -> uint8 LR -> model -> rounded mean."""
+  _, eval_dir = folders
+  predictor = inference.load(workdir)
+  path = eval_dir / 'a.png'
+  got = evaluate.evaluate_image(path, scale=4, predictor=predictor, tile=8)
+  hr = data_lib.load_image(path)[:52, :60]
+  lr = np.clip(np.round(imresize.imresize(hr / 255, 0.25) * 255), 0, 255)
+  mean, log_var = predictor(lr / 255, tile=0)
+  sr = np.clip(np.round((mean + 1) * 127.5), 0, 255).astype(np.uint8)
+  psnr, ssim = metrics.measure(sr, hr, scale=4)
+  assert got.psnr == pytest.approx(psnr, abs=1e-6)
+  assert got.ssim == pytest.approx(ssim, abs=1e-6)
+  sigma = np.sqrt(np.exp(log_var.astype(np.float64)).mean(-1)) * 127.5
+  assert got.uncertainty['sigma_median_grey'] == pytest.approx(
+      np.median(sigma[4:-4, 4:-4]), rel=1e-4)
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--scale=3'], '--scale=3'),
+    (['--step=7'], '--step=7'),
+])
+def test_workdir_errors(workdir, folders, args, message):
+  _, eval_dir = folders
+  r = run_module('gramjax.evaluate', f'--workdir={workdir}',
+                 f'--data={eval_dir}', *args)
+  assert r.returncode == 2, r.stderr[-3000:]
+  assert message in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_workdir_without_checkpoints(folders, tmp_path):
+  _, eval_dir = folders
+  r = run_module('gramjax.evaluate', f'--workdir={tmp_path}',
+                 f'--data={eval_dir}')
+  assert r.returncode == 2
+  assert str(tmp_path) in r.stderr and 'checkpoints' in r.stderr
+  assert 'Traceback' not in r.stderr
+
+
+# --------------------------------------------------------------- report --
+
+def test_report_writes_the_table(workdir, folders, tmp_path):
+  _, eval_dir = folders
+  out = tmp_path / 'table.md'
+  r = run_module('gramjax.report', f'--models=mse={workdir},gram={workdir}',
+                 f'--data={eval_dir}', '--baseline=mse', f'--out={out}',
+                 '--tile=16')
+  assert r.returncode == 0, r.stderr[-3000:]
+  table = out.read_text()
+  assert table in r.stdout
+  lines = table.splitlines()
+  caption = lines[0]
+  assert "convention 'standard'" in caption and '4 px' in caption
+  assert 'Y channel' in caption and '11x11 Gaussian' in caption
+  assert 'mse = ' in caption and 'step 10' in caption
+  assert lines[2] == '| Dataset | Bicubic | mse | gram |'
+  row = lines[4].split(' | ')
+  assert row[0] == '| Synth'
+  # Same model twice: the difference from the baseline is zero.
+  assert row[3].endswith('(+0.00/+0.0000) |')
+  assert '(' not in row[1] + row[2]
+  raw = json.loads(out.with_suffix('.json').read_text())
+  assert list(raw) == ['Bicubic', 'mse', 'gram']
+  assert raw['mse']['Synth']['step'] == 10
+  assert raw['gram']['Synth']['psnr'] == raw['mse']['Synth']['psnr']
+  assert raw['Bicubic']['Synth']['images'] == 2
+
+
+def test_report_cells_and_signs():
+  columns = {
+      'Bicubic': {'Set5': {'psnr': 28.4189, 'ssim': 0.81024}},
+      'mse': {'Set5': {'psnr': 31.8651, 'ssim': 0.88851}},
+      'mle': {'Set5': {'psnr': 31.4349, 'ssim': 0.88344}},
+      'gram': {'Set5': {'psnr': 31.9249, 'ssim': 0.88801}},
+  }
+  table = report.markdown_table(columns, baseline='mse', caption='cap')
+  row = table.splitlines()[-1]
+  assert row == ('| Set5 | 28.42/0.8102 | 31.87/0.8885 | '
+                 '31.43/0.8834 (-0.44/-0.0051) | '
+                 '31.92/0.8880 (+0.05/-0.0005) |')
+
+
+@pytest.mark.parametrize('models,extra,message', [
+    ('mse', [], "'mse' is not NAME=WORKDIR"),
+    ('a=x,a=y', [], "'a' is used twice"),
+    ('a=W', ['--baseline=b'], '--baseline=b'),
+    ('a=W', ['--out=t.json'], '--out='),
+])
+def test_report_errors(workdir, folders, models, extra, message, tmp_path):
+  _, eval_dir = folders
+  models = models.replace('W', str(workdir))
+  args = [f'--models={models}', f'--data={eval_dir}', *extra]
+  if not any(a.startswith('--out') for a in extra):
+    args.append(f'--out={tmp_path / "t.md"}')
+  r = run_module('gramjax.report', *args)
+  assert r.returncode == 2, r.stderr[-3000:]
+  assert message in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_mse_models_report_no_uncertainty():
+  """SRResNet* (plain MSE) never trains its variance head: no sigma keys."""
+  c = demo_config.get_config()
+  assert evaluate.predicts_uncertainty(types.SimpleNamespace(config=c))
+  c.loss.name = 'mse'
+  assert not evaluate.predicts_uncertainty(types.SimpleNamespace(config=c))
+  entry = evaluate.summarize(
+      [evaluate.ImageResult('a.png', 30.0, 0.9, False)], 'standard', step=7)
+  assert entry == {'psnr': 30.0, 'ssim': 0.9, 'images': 1,
+                   'convention': 'standard', 'step': 7}

@@ -1,0 +1,119 @@
+"""Tiled inference equals untiled inference, and the halo it relies on (the
+receptive radius) is both sufficient and necessary."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import base as base_config
+from configs import demo as demo_config
+from gramjax import inference
+from gramjax import train
+
+
+def small_config(scale, batch_norm):
+  c = demo_config.get_config()
+  c.model.scale = scale
+  c.model.num_blocks = 2
+  c.model.channels = 8
+  c.model.batch_norm = batch_norm
+  return c
+
+
+def perturbed(tree, seed, scale=0.2):
+  """Adds noise to every leaf so that every weight (including the zero-
+  initialised log-variance head) matters."""
+  leaves, treedef = jax.tree.flatten(tree)
+  keys = jax.random.split(jax.random.key(seed), max(len(leaves), 1))
+  return jax.tree.unflatten(treedef, [
+      x + scale * jax.random.normal(k, x.shape, x.dtype)
+      for x, k in zip(leaves, keys)])
+
+
+def make_predictor(scale, batch_norm, seed=0):
+  config = small_config(scale, batch_norm)
+  graphdef, params, model_state, _ = train.model_and_state_fn(config)
+  params = perturbed(params, seed)
+  if batch_norm:
+    # Running statistics away from (0, 1); variances stay positive.
+    def is_var(path):
+      return any(getattr(k, 'key', None) == 'var' for k in path)
+    model_state = jax.tree_util.tree_map_with_path(
+        lambda path, x: jnp.abs(x) + 0.5 if is_var(path) else x,
+        perturbed(model_state, seed + 1, 0.3))
+  return inference.Predictor(config, graphdef, params, model_state)
+
+
+def lr_image(h=37, w=29, seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.uniform(0, 1, (h, w, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope='module', params=[(4, False), (3, False), (4, True),
+                                        (3, True)],
+                ids=['x4', 'x3', 'x4-bn', 'x3-bn'])
+def predictor(request):
+  scale, bn = request.param
+  return make_predictor(scale, bn)
+
+
+def test_tiled_equals_untiled(predictor):
+  lr = lr_image()
+  whole_mean, whole_log_var = predictor(lr, tile=0)
+  s = predictor.scale
+  assert whole_mean.shape == (37 * s, 29 * s, 3)
+  assert whole_log_var.std() > 1e-3  # The heads are not constant.
+  mean, log_var = predictor(lr, tile=8)
+  assert np.max(np.abs(mean - whole_mean)) < 1e-5
+  assert np.max(np.abs(log_var - whole_log_var)) < 1e-5
+
+
+def test_a_halo_below_the_receptive_radius_breaks_tiling(predictor,
+                                                         monkeypatch):
+  lr = lr_image()
+  whole_mean, _ = predictor(lr, tile=0)
+  monkeypatch.setattr(inference, 'receptive_radius', lambda m: 3)
+  assert predictor.radius == 3
+  mean, _ = predictor(lr, tile=8)
+  assert np.max(np.abs(mean - whole_mean)) > 1e-3
+
+
+@pytest.mark.parametrize('scale', [3, 4])
+def test_receptive_field_is_within_the_radius(scale):
+  """Gradient of one output pixel (both heads) w.r.t. the LR input: nonzero
+  only within ``receptive_radius`` LR pixels of the pixel it lies in, and
+  reaching close to it (the bound is not loose)."""
+  p = make_predictor(scale, False)
+  model = nnx.merge(p.graphdef, p.params, p.model_state)
+  size = 2 * p.radius + 9
+  lr = jnp.asarray(lr_image(size, size))
+  y = x = (size // 2) * scale + scale // 2           # An HR pixel.
+
+  def out(lr):
+    mean, log_var = model(lr[None], train=False)
+    return jnp.sum(mean[0, y, x]) + jnp.sum(log_var[0, y, x])
+
+  grad = np.abs(np.asarray(jax.grad(out)(lr))).sum(-1)
+  rows, cols = np.nonzero(grad)
+  reach = max(np.abs(rows - y // scale).max(), np.abs(cols - x // scale).max())
+  assert reach <= p.radius
+  assert reach >= p.radius - 2
+
+
+def test_receptive_radius_of_the_paper_model():
+  m = base_config.get_config().model  # x4, 16 blocks, 9x9 first and heads.
+  by_hand = (4            # first 9x9 conv
+             + 2 * 16     # two 3x3 convs per residual block
+             + 1          # trunk 3x3
+             + 1          # upsampling conv at LR resolution
+             + 0.5        # upsampling conv at 2x
+             + 4 / 4)     # 9x9 heads at HR (4 HR px = 1 LR px)
+  assert by_hand == 39.5
+  assert inference.receptive_radius(m) == math.ceil(by_hand) + 1 == 41
+  d = demo_config.get_config().model  # 4 blocks, 3x3 heads.
+  assert inference.receptive_radius(d) == math.ceil(4 + 8 + 1 + 1.5 +
+                                                    1 / 4) + 1 == 16
