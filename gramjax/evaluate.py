@@ -29,6 +29,16 @@ NLL per pixel and channel of the HR image under the prediction). A model
 trained with the plain MSE (``config.loss.name == 'mse'``, SRResNet*) has
 an untrained log-variance head: its entries carry no uncertainty keys.
 
+Uncertainty quality (``entry["uncertainty"]["y"]`` and ``["rgb"]``, means
+over images of ``gramjax.uncertainty.summarize``): Gaussian NLL of the HR
+values under N(mu, sigma^2) in nats per pixel (grey-level units), AUSE and
+AURG of the RMSE sparsification curves (Ilg et al. 2018), AUCE and the
+coverage of the central 50/80/90/95 % intervals (Gustafsson et al. 2020),
+the Spearman rank correlation of sigma and |error|, RMSE and mean sigma in
+grey levels. On Y the luma variance is derived from the channel variances
+assuming independent channel errors. ``--figures=DIR`` also draws each
+folder's reliability diagram and sparsification plot.
+
 Errors (missing folder, folder without images, workdir without checkpoints,
 conflicting flags, wrong scale) print one line naming the flag or path and
 exit with status 2 (``--verbose``: traceback).
@@ -53,9 +63,12 @@ from gramjax import data as data_lib
 from gramjax import imresize
 from gramjax import metrics
 from gramjax import progress
+from gramjax import uncertainty
 from gramjax.errors import UserError
 
 METHODS = ('bicubic',)
+QUALITY_UNITS = ('grey levels ([0, 255]); nll in nats per pixel of that '
+                 'channel; ause, aurg, auce and coverage dimensionless')
 
 
 # ------------------------------------------------------------ one image --
@@ -90,9 +103,18 @@ def mean_to_uint8(mean: np.ndarray) -> np.ndarray:
 
 
 def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
-                      hr: np.ndarray, shave: int) -> dict[str, float]:
-  """Per-image summary of the predicted uncertainty in grey levels, on the
-  region left after shaving ``shave`` px (see the module doc)."""
+                      hr: np.ndarray, shave: int
+                      ) -> tuple[dict[str, float], dict[str, dict], dict]:
+  """Per-image uncertainty figures on the region left after shaving
+  ``shave`` px, in grey levels ([0, 255] units).
+
+  Returns ``(summary, quality, curves)``: ``summary`` the sigma/RMSE/NLL
+  keys of the module doc; ``quality[channel]`` the
+  ``gramjax.uncertainty.summarize`` figures for ``'y'`` (BT.601 luma, its
+  variance from the channel variances assuming independent channel errors)
+  and ``'rgb'`` (every channel of every pixel); ``curves[channel]`` the
+  sparsification and calibration curves behind them.
+  """
   cut = lambda x: x[shave:x.shape[0] - shave, shave:x.shape[1] - shave]
   mean = cut(np.asarray(mean, np.float64))
   log_var = cut(np.asarray(log_var, np.float64))
@@ -102,10 +124,20 @@ def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
   sigma = np.sqrt(var.mean(axis=-1))               # Per pixel.
   err2 = (hr - mu) ** 2
   nll = 0.5 * (np.log(2 * math.pi * var) + err2 / var)
-  return {'sigma_mean_grey': float(sigma.mean()),
-          'sigma_median_grey': float(np.median(sigma)),
-          'rmse_grey': float(np.sqrt(err2.mean())),
-          'nll_grey': float(nll.mean())}
+  summary = {'sigma_mean_grey': float(sigma.mean()),
+             'sigma_median_grey': float(np.median(sigma)),
+             'rmse_grey': float(np.sqrt(err2.mean())),
+             'nll_grey': float(nll.mean())}
+  mu_y, var_y = uncertainty.y_channel(mu, var)
+  pairs = {'y': (metrics.rgb_to_y(hr) - mu_y, np.sqrt(var_y)),
+           'rgb': (hr - mu, np.sqrt(var))}
+  quality, curves = {}, {}
+  for channel, (err, sig) in pairs.items():
+    quality[channel] = uncertainty.summarize(err, sig)
+    curves[channel] = {
+        'sparsification': uncertainty.sparsification_curves(err, sig),
+        'calibration': uncertainty.calibration_curve(err, sig)}
+  return summary, quality, curves
 
 
 def predicts_uncertainty(predictor) -> bool:
@@ -121,6 +153,9 @@ class ImageResult:
   ssim: float
   grey: bool
   uncertainty: dict[str, float] = dataclasses.field(default_factory=dict)
+  quality: dict[str, dict[str, float]] = dataclasses.field(
+      default_factory=dict)
+  curves: dict[str, dict] = dataclasses.field(default_factory=dict, repr=False)
 
 
 def evaluate_image(path: str | os.PathLike, *, scale: int,
@@ -137,18 +172,18 @@ def evaluate_image(path: str | os.PathLike, *, scale: int,
     raise UserError(f'{path}: image {hr.shape[1]}x{hr.shape[0]} is too '
                     f'small to measure with a {shave} px shave')
   lr = make_lr(hr, scale)
-  extra = {}
+  extra, quality, curves = {}, {}, {}
   if predictor is None:
     sr = upscale_bicubic(lr, scale)
   else:
     mean, log_var = predictor(lr / 255.0, tile=tile)
     sr = mean_to_uint8(mean)
     if predicts_uncertainty(predictor):
-      extra = uncertainty_stats(mean, log_var, hr, shave)
+      extra, quality, curves = uncertainty_stats(mean, log_var, hr, shave)
   grey = metrics.is_greyscale_file(path)
   psnr, ssim = metrics.measure(sr, hr, scale=scale, convention=convention,
                                grey=grey)
-  return ImageResult(path.name, psnr, ssim, grey, extra)
+  return ImageResult(path.name, psnr, ssim, grey, extra, quality, curves)
 
 
 # -------------------------------------------------------------- folders --
@@ -202,7 +237,29 @@ def summarize(results: Sequence[ImageResult], convention: str,
     entry['step'] = int(step)
   for k in (results[0].uncertainty if results else {}):
     entry[k] = float(np.mean([r.uncertainty[k] for r in results]))
+  if results and results[0].quality:
+    entry['uncertainty'] = {'units': QUALITY_UNITS}
+    for channel in results[0].quality:
+      entry['uncertainty'][channel] = {
+          k: float(np.nanmean([r.quality[channel][k] for r in results]))
+          for k in results[0].quality[channel]}
   return entry
+
+
+def mean_curves(results: Sequence[ImageResult], channel: str = 'y'
+                ) -> dict[str, dict[str, np.ndarray]] | None:
+  """A folder's sparsification and calibration curves: per-image curves
+  averaged over its images (None for bicubic or MSE models)."""
+  if not results or not results[0].curves:
+    return None
+  sp = [r.curves[channel]['sparsification'] for r in results]
+  cal = [r.curves[channel]['calibration'] for r in results]
+  avg = lambda items, key: np.nanmean([np.asarray(i[key]) for i in items],
+                                      axis=0)
+  return {'sparsification': {k: avg(sp, k) for k in
+                             ('fractions', 'model', 'oracle', 'random')},
+          'calibration': {'expected': avg(cal, 'expected'),
+                          'observed': avg(cal, 'observed')}}
 
 
 def evaluate_folder(folder: Folder, *, scale: int, convention: str,
@@ -307,7 +364,55 @@ def format_table(entries: dict[str, dict], *, title: str, caption: str,
       if has_sigma:
         row += _sigma_cell(r.uncertainty)
       lines.append(row + ('  (grey)' if r.grey else ''))
+  quality = {n: e['uncertainty'] for n, e in entries.items()
+             if 'uncertainty' in e}
+  if quality:
+    lines += ['', 'uncertainty quality, Y channel (sigma, RMSE in grey '
+              'levels; NLL nats/pixel; coverage of central intervals):',
+              format_quality_header(width)]
+    lines.append('-' * len(lines[-1]))
+    for name, q in quality.items():
+      lines.append(format_quality_row(name, q['y'], width))
   return '\n'.join(lines)
+
+
+QUALITY_COLUMNS = (('NLL', 'nll', '.3f'), ('AUSE', 'ause', '.4f'),
+                   ('AUCE', 'auce', '.4f'), ('cov50', 'coverage_50', '.3f'),
+                   ('cov90', 'coverage_90', '.3f'),
+                   ('cov95', 'coverage_95', '.3f'),
+                   ('Spearman', 'spearman', '.3f'),
+                   ('sigma', 'mean_sigma', '.2f'), ('RMSE', 'rmse', '.2f'))
+
+
+def format_quality_header(width: int) -> str:
+  return f'{"folder":<{width}}' + ''.join(
+      f'{label:>10}' for label, _, _ in QUALITY_COLUMNS)
+
+
+def format_quality_row(name: str, q: dict, width: int) -> str:
+  return f'{name:<{width}}' + ''.join(
+      f'{q[key]:>10{fmt}}' for _, key, fmt in QUALITY_COLUMNS)
+
+
+def write_figures(per_image: dict[str, list[ImageResult]], directory,
+                  label: str) -> list[pathlib.Path]:
+  """Reliability diagram and sparsification plot (Y channel) per folder."""
+  from gramjax import figures  # pylint: disable=g-import-not-at-top
+  directory = pathlib.Path(directory)
+  written = []
+  for folder, results in per_image.items():
+    curves = mean_curves(results)
+    if curves is None:
+      continue
+    stem = folder.replace('/', '_')
+    written.append(figures.reliability_diagram(
+        {label: (curves['calibration']['expected'],
+                 curves['calibration']['observed'])},
+        directory / f'reliability_{stem}.png', title=f'{folder}, Y'))
+    written.append(figures.sparsification_plot(
+        {label: curves['sparsification']},
+        directory / f'sparsification_{stem}.png', title=f'{folder}, Y'))
+  return written
 
 
 # ------------------------------------------------------------------- CLI --
@@ -377,6 +482,13 @@ def _evaluate_main() -> None:
                      per_image=per_image if f.per_image else None))
   if f.json:
     write_json(f.json, entries)
+  if f.figures:
+    if predictor is None or not predicts_uncertainty(predictor):
+      raise UserError('--figures needs --workdir with a model that predicts '
+                      'uncertainty')
+    label = pathlib.Path(f.workdir).name or f.workdir
+    for path in write_figures(per_image, f.figures, label=label):
+      print(f'wrote {path}', file=sys.stderr)
 
 
 def main(argv):
@@ -394,6 +506,9 @@ def define_flags() -> None:
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
   flags.DEFINE_string('json', None, 'Write the folder results here.')
   flags.DEFINE_bool('per_image', False, 'Also print one row per image.')
+  flags.DEFINE_string('figures', None, 'Write a reliability diagram and a '
+                      'sparsification plot per folder here (needs '
+                      "matplotlib: pip install -e '.[plots]').")
 
 
 if __name__ == '__main__':

@@ -5,6 +5,8 @@ table, and bad input is one clear line with exit status 2."""
 import json
 import math
 import os
+import pathlib
+import re
 import subprocess
 import sys
 import types
@@ -210,7 +212,20 @@ def test_workdir_evaluates_with_uncertainty(workdir, folders, tmp_path):
   assert r.returncode == 0, r.stderr[-3000:]
   result = json.loads(out.read_text())
   entry = result['Synth']
-  assert set(entry) == ENTRY_KEYS | UNCERTAINTY_KEYS | {'step'}
+  assert set(entry) == ENTRY_KEYS | UNCERTAINTY_KEYS | {'step', 'uncertainty'}
+  quality = entry['uncertainty']
+  assert set(quality) == {'units', 'y', 'rgb'}
+  for channel in ('y', 'rgb'):
+    q = quality[channel]
+    assert {'nll', 'ause', 'aurg', 'auce', 'coverage_50', 'coverage_80',
+            'coverage_90', 'coverage_95', 'spearman', 'rmse',
+            'mean_sigma'} <= set(q)
+    assert 0 <= q['coverage_50'] <= q['coverage_80'] <= q['coverage_90'] <= (
+        q['coverage_95']) <= 1
+    assert 0 <= q['auce'] <= 0.5 and -1 <= q['spearman'] <= 1
+  # RGB RMSE is the flat figure's; Y's comes from luma (smaller weights).
+  assert quality['rgb']['rmse'] == pytest.approx(entry['rmse_grey'])
+  assert 'uncertainty quality, Y channel' in r.stdout
   assert entry['images'] == 2 and entry['step'] == 10
   assert entry['convention'] == 'standard'
   for k in UNCERTAINTY_KEYS:
@@ -291,6 +306,17 @@ def test_report_writes_the_table(workdir, folders, tmp_path):
   assert raw['mse']['Synth']['step'] == 10
   assert raw['gram']['Synth']['psnr'] == raw['mse']['Synth']['psnr']
   assert raw['Bicubic']['Synth']['images'] == 2
+  # Uncertainty tables (both models predict sigma) and linked pictures.
+  for channel in ('Y channel', 'RGB'):
+    assert f'Uncertainty quality, {channel}' in table
+  assert '| Synth | mse | ' in table and '| Synth | gram | ' in table
+  links = re.findall(r'!\[[^]]*\]\(([^)]+)\)', table)
+  assert sorted(pathlib.Path(l).name for l in links) == [
+      'comparison_Synth.png', 'reliability_Synth.png',
+      'sparsification_Synth.png']
+  for link in links:
+    assert (out.parent / link).is_file(), link
+  assert Image.open(out.parent / links[-1]).width > 6 * 96  # 2 models.
 
 
 def test_report_cells_and_signs():
