@@ -117,6 +117,9 @@ class Predictor:
 
 
 def from_state(config, graphdef, state: train_lib.TrainState) -> Predictor:
+  """A Predictor on this host's copy of a (replicated) train state."""
+  local = lambda x: x if x.is_fully_addressable else x.addressable_data(0)
+  state = jax.tree.map(local, state)
   return Predictor(config, graphdef, state.params, state.model_state,
                    int(state.step))
 

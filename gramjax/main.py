@@ -2,7 +2,8 @@
 
 Override any config key with ``--config.key=value`` (e.g.
 ``--config.data.train_dir=PATH --config.total_steps=3``). Re-running the same
-command resumes from the latest checkpoint in DIR.
+command resumes from the latest checkpoint in DIR. Multi-host runs start the
+same command in every process (see ``gramjax.distributed`` and launch/).
 """
 
 import os
@@ -26,9 +27,14 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   # Imported here so `--help` and flag errors stay fast.
   from gramjax import cli  # pylint: disable=g-import-not-at-top
+  from gramjax import distributed  # pylint: disable=g-import-not-at-top
   from gramjax import train  # pylint: disable=g-import-not-at-top
-  cli.run(lambda: train.train_and_evaluate(_CONFIG.value, _WORKDIR.value),
-          verbose=_VERBOSE.value)
+
+  def run():
+    distributed.initialize()  # Before anything touches a device.
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+  cli.run(run, verbose=_VERBOSE.value)
 
 
 if __name__ == '__main__':

@@ -32,6 +32,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from gramjax import checkpoint as ckpt_lib
 from gramjax import data as data_lib
+from gramjax import distributed
 from gramjax import imresize
 from gramjax import losses
 from gramjax import metrics as metrics_lib
@@ -168,10 +169,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.batch_size < 1 or config.total_steps < 0:
     raise UserError('config.batch_size must be >= 1 and config.total_steps '
                     '>= 0')
-  n = jax.device_count()
-  if config.batch_size % n:
-    raise UserError(f'config.batch_size={config.batch_size} does not divide '
-                    f'over {n} devices')
+  distributed.split_batch(config.batch_size)
   if config.log_every < 1 or config.checkpoint_every < 1:
     raise UserError('config.log_every and config.checkpoint_every must be '
                     '>= 1')
@@ -283,7 +281,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   images, lr_images = data_lib.load_training_set(config.data,
                                                  config.model.scale)
   n_proc, proc = jax.process_count(), jax.process_index()
-  local_batch = config.batch_size // n_proc
+  local_batch, device_batch = distributed.split_batch(config.batch_size)
+  logging.info('global batch %d = %d processes x %d, %d per device',
+               config.batch_size, n_proc, local_batch, device_batch)
   data_iter = iter(data_lib.train_dataset(
       images, crop=config.data.crop_size, batch_size=local_batch,
       seed=config.seed, augment=config.data.augment, shard_index=proc,
@@ -340,7 +340,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                      time.time() - t_window)
         t_window, steps_window = time.time(), 0
       if step % config.log_every == 0 or step == total:
-        values = jax.device_get(pending)
+        values = [jax.tree.map(_local_value, m) for m in pending]
         mean_metrics = {k: float(np.mean([v[k] for v in values]))
                         for k in values[0]}
         pending = []
@@ -372,6 +372,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if hasattr(data_iter, 'close'):
     data_iter.close()
   return state
+
+
+def _local_value(x: jax.Array) -> np.ndarray:
+  """A replicated (possibly multi-process) array's value on this host."""
+  return np.asarray(x.addressable_data(0))
 
 
 def _pixel_loss_from_config(config) -> Callable:
