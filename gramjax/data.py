@@ -19,7 +19,9 @@ import dataclasses
 import logging
 import os
 import pathlib
+import struct
 import time
+import warnings
 from typing import Sequence
 
 import grain
@@ -96,21 +98,28 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
   """
   path = pathlib.Path(path)
   try:
-    with Image.open(path) as im:
-      im = ImageOps.exif_transpose(im)
-      im.load()
-      if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
-        # 16-bit data (PNG I;16, or 'I' as older Pillow decodes it): scale
-        # by the format's range, never by the content.
-        arr = np.asarray(im, dtype=np.float64)
-        arr = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
-        arr = np.repeat(arr[..., None], 3, axis=-1)
-      else:
-        arr = np.asarray(im.convert('RGB'), dtype=np.uint8)
+    with warnings.catch_warnings():
+      # Pillow only warns between 1x and 2x its pixel limit: refuse those too.
+      warnings.simplefilter('error', Image.DecompressionBombWarning)
+      with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        im.load()
+        if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
+          # 16-bit data (PNG I;16, or 'I' as older Pillow decodes it): scale
+          # by the format's range, never by the content.
+          arr = np.asarray(im, dtype=np.float64)
+          arr = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
+          arr = np.repeat(arr[..., None], 3, axis=-1)
+        else:
+          arr = np.asarray(im.convert('RGB'), dtype=np.uint8)
   except FileNotFoundError as e:
     raise UserError(f'{path}: file not found') from e
-  except (OSError, ValueError, Image.DecompressionBombError,
-          SyntaxError) as e:
+  except IsADirectoryError as e:
+    raise UserError(f'{path}: is a directory, not an image') from e
+  except (OSError, ValueError, EOFError, SyntaxError, TypeError,
+          IndexError, struct.error, Image.DecompressionBombError,
+          Image.DecompressionBombWarning) as e:
+    # Pillow's decoders raise all of these on corrupt files.
     raise UserError(f'{path}: cannot decode image ({e})') from e
   if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
     raise UserError(f'{path}: image has no pixels (shape {arr.shape})')

@@ -44,7 +44,7 @@ def receptive_radius(model_config) -> int:
   return int(math.ceil(radius)) + 1
 
 
-def _windows(length: int, tile: int, halo: int):
+def tile_windows(length: int, tile: int, halo: int):
   """Yields (keep_start, keep_end, in_start, in_end) along one axis.
 
   Every input window has the same size, min(length, tile + 2*halo): windows
@@ -106,8 +106,8 @@ class Predictor:
     s, halo = self.scale, self.radius
     mean = np.empty((h * s, w * s, c), np.float32)
     log_var = np.empty_like(mean)
-    for y0, y1, iy0, iy1 in _windows(h, tile, halo):
-      for x0, x1, ix0, ix1 in _windows(w, tile, halo):
+    for y0, y1, iy0, iy1 in tile_windows(h, tile, halo):
+      for x0, x1, ix0, ix1 in tile_windows(w, tile, halo):
         m, v = self.run(lr[iy0:iy1, ix0:ix1])
         ys = slice((y0 - iy0) * s, (y1 - iy0) * s)
         xs = slice((x0 - ix0) * s, (x1 - ix0) * s)

@@ -36,3 +36,148 @@ def sigma_grey_levels(log_var: np.ndarray) -> np.ndarray:
 
 def save_png(path, img: np.ndarray) -> None:
   Image.fromarray(np.asarray(img, np.uint8)).save(path)
+
+
+# ------------------------------------------------------- colour-bar legend --
+
+SIGMA_LABEL = 'sigma (grey levels)'
+
+_BG = (0, 0, 0, 180)           # Semi-opaque black behind the legend.
+_FG = (255, 255, 255, 255)     # Text, ticks and the bar's outline.
+_BASE_FONT_PX = 10             # Pillow's default font size.
+
+
+def colormap_rows(values: np.ndarray, vmax: float,
+                  rows: int = 256) -> np.ndarray:
+  """``colormap(values, vmax)`` computed ``rows`` rows at a time: the same
+  pixels, with float64 temporaries of a strip instead of the whole image."""
+  values = np.asarray(values)
+  out = np.empty(values.shape + (3,), np.uint8)
+  for r in range(0, values.shape[0], rows):
+    out[r:r + rows] = colormap(values[r:r + rows], vmax)
+  return out
+
+
+def robust_vmax(values: np.ndarray, percentile: float = 99.0) -> float:
+  """The colour scale's top: the ``percentile`` of the finite values, or
+  the largest finite value / 1.0 where that is not positive."""
+  values = np.asarray(values)
+  finite = values[np.isfinite(values)] if not np.isfinite(values).all() \
+      else values
+  if not finite.size:
+    return 1.0
+  vmax = float(np.percentile(finite, percentile))
+  if not vmax > 0:
+    vmax = float(finite.max())
+  return vmax if vmax > 0 else 1.0
+
+
+def nice_ticks(vmax: float, max_ticks: int = 5) -> list[float]:
+  """Round tick values 0, step, 2 step, ... <= vmax: the finest step of 1, 2
+  or 5 x 10^k that gives at most ``max_ticks`` ticks."""
+  if not vmax > 0 or not np.isfinite(vmax):
+    return [0.0]
+  mag = 10.0 ** np.floor(np.log10(vmax / max_ticks))
+  for step in (m * mag for m in (1, 2, 5, 10, 20, 50)):
+    n = int(np.floor(vmax / step * (1 + 1e-9)))
+    if n + 1 <= max_ticks:
+      break
+  return [float(round(i * step, 10)) for i in range(n + 1)]
+
+
+def _tick_label(t: float) -> str:
+  return f'{t:g}'
+
+
+def _font(size_px: int):
+  """Pillow's built-in font at ``size_px`` (None: only the fixed-size bitmap
+  font is available, i.e. Pillow without FreeType)."""
+  from PIL import ImageFont  # pylint: disable=g-import-not-at-top
+  try:
+    return ImageFont.load_default(size=size_px)
+  except (ImportError, OSError, TypeError, AttributeError):
+    return None
+
+
+def _render_legend(vmax: float, label: str, k: int) -> Image.Image:
+  """The legend as an RGBA image at ``k`` times the base size: ``label``
+  above a horizontal colour bar from 0 to ``vmax`` with round ticks."""
+  from PIL import ImageDraw, ImageFont  # pylint: disable=g-import-not-at-top
+  font = _font(_BASE_FONT_PX * k)
+  upscale = 1
+  if font is None:                  # Bitmap font: draw at k=1, then enlarge.
+    font, upscale, k = ImageFont.load_default(), k, 1
+  probe = ImageDraw.Draw(Image.new('RGBA', (1, 1)))
+
+  def size(text):
+    x0, y0, x1, y1 = probe.textbbox((0, 0), text, font=font)
+    return x1 - x0, y1 - y0, x0, y0
+
+  ticks = nice_ticks(vmax)
+  labels = [_tick_label(t) for t in ticks]
+  pad, bar_w, bar_h, tick_len = 4 * k, 120 * k, 10 * k, 3 * k
+  title_w, title_h, tx0, ty0 = size(label)
+  lab_h = max(size(l)[1] + size(l)[3] for l in labels + ['0'])
+  half = max(size(l)[0] for l in labels) // 2 + 1
+  width = max(title_w, bar_w + 2 * half) + 2 * pad
+  height = pad + title_h + pad + bar_h + tick_len + k + lab_h + pad
+  img = Image.new('RGBA', (width, height), _BG)
+  draw = ImageDraw.Draw(img)
+  draw.text((pad - tx0, pad - ty0), label, font=font, fill=_FG)
+  bx = (width - bar_w) // 2
+  by = pad + title_h + pad
+  ramp = colormap(np.linspace(0.0, vmax, bar_w)[None, :], vmax)
+  bar = np.repeat(ramp, bar_h, axis=0)
+  img.paste(Image.fromarray(bar, 'RGB').convert('RGBA'), (bx, by))
+  draw.rectangle((bx - 1, by - 1, bx + bar_w, by + bar_h), outline=_FG)
+  for t, text in zip(ticks, labels):
+    x = bx + int(round(t / vmax * (bar_w - 1))) if vmax > 0 else bx
+    draw.line((x, by + bar_h, x, by + bar_h + tick_len - 1), fill=_FG,
+              width=max(1, k // 2))
+    w, _, x0, y0 = size(text)
+    draw.text((x - w // 2 - x0, by + bar_h + tick_len + k - y0), text,
+              font=font, fill=_FG)
+  if upscale > 1:
+    img = img.resize((width * upscale, height * upscale), Image.NEAREST)
+  return img
+
+
+def legend_scale(height: int, width: int) -> int:
+  """Integer size factor of the legend: about a fifth of the shorter side
+  of the map wide (1 up to ~700 px)."""
+  return max(1, int(min(height, width) * 0.2 // 140))
+
+
+def legend_box(shape, vmax: float, label: str = SIGMA_LABEL
+               ) -> tuple[int, int, int, int] | None:
+  """``(top, left, bottom, right)`` of the legend ``add_colorbar`` draws on
+  an image of ``shape`` (H, W, ...), or None when it does not fit."""
+  h, w = shape[:2]
+  k = legend_scale(h, w)
+  lw, lh = _render_legend(vmax, label, k).size
+  margin = 4 * k
+  if lw + 2 * margin > w or lh + 2 * margin > h:
+    return None
+  return h - margin - lh, w - margin - lw, h - margin, w - margin
+
+
+def add_colorbar(rgb: np.ndarray, vmax: float,
+                 label: str = SIGMA_LABEL) -> np.ndarray:
+  """A copy of a colour-mapped (H, W, 3) uint8 image with a legend inset in
+  its bottom-right corner: ``label`` and a colour bar from 0 to ``vmax`` with
+  tick labels, on a semi-opaque background. The image keeps its size;
+  pixels outside the inset are unchanged. Too small an image (under about
+  150 x 60 px) is returned without a legend."""
+  out = np.array(rgb, np.uint8, copy=True)
+  h, w = out.shape[:2]
+  k = legend_scale(h, w)
+  legend = _render_legend(vmax, label, k)
+  lw, lh = legend.size
+  margin = 4 * k
+  if lw + 2 * margin > w or lh + 2 * margin > h:
+    return out
+  top, left = h - margin - lh, w - margin - lw
+  region = Image.fromarray(out[top:top + lh, left:left + lw]).convert('RGBA')
+  region = Image.alpha_composite(region, legend).convert('RGB')
+  out[top:top + lh, left:left + lw] = np.asarray(region)
+  return out

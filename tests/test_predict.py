@@ -1,0 +1,465 @@
+"""``python -m gramjax.predict``: user images of every kind in, SR mean,
+uncertainty map with legend and raw log-variance out; bad files cost one
+error line each; big photos run tiled at bounded memory."""
+
+import os
+import pathlib
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import demo as demo_config
+from gramjax import inference
+from gramjax import predict
+from gramjax import train
+from gramjax import visualize
+from gramjax.errors import UserError
+from tests.conftest import REPO, shared_data
+
+SCALE = 4
+
+
+def tiny_config():
+  c = demo_config.get_config()
+  c.total_steps = 5
+  c.log_every = 5
+  c.checkpoint_every = 3           # Checkpoints at steps 3 and 5.
+  c.tensorboard = False
+  c.model.num_blocks = 1
+  c.model.channels = 8
+  c.data.crop_size = 32
+  c.batch_size = 4
+  c.data.sample_images = ''
+  return c
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  wd = tmp_path_factory.mktemp('predict_model')
+  train.train_and_evaluate(tiny_config(), wd)
+  return wd
+
+
+@pytest.fixture(scope='module')
+def predictor(workdir):
+  return inference.load(workdir)
+
+
+def run_cli(*args, timeout=300):
+  return subprocess.run(
+      [sys.executable, '-m', 'gramjax.predict', *map(str, args)], cwd=REPO,
+      capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def error_lines(stderr):
+  return [l for l in stderr.splitlines() if l.startswith('error:')]
+
+
+def photo(h, w, seed=0):
+  """A smooth random 'photo': bicubic-enlarged noise plus a little grain."""
+  rng = np.random.default_rng(seed)
+  small = rng.uniform(0, 255, (max(h // 100, 2), max(w // 100, 2), 3))
+  big = Image.fromarray(small.astype(np.uint8)).resize((w, h), Image.BICUBIC)
+  arr = np.asarray(big, np.float32) + rng.normal(0, 4, (h, w, 3))
+  return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def check_outputs(outdir, stem, lr_w, lr_h, mode='RGB', full=True):
+  sr = Image.open(outdir / f'{stem}_sr.png')
+  unc = Image.open(outdir / f'{stem}_uncertainty.png')
+  assert sr.size == (lr_w * SCALE, lr_h * SCALE), stem
+  assert sr.mode == mode, stem
+  assert unc.size == sr.size and unc.mode == 'RGB', stem
+  log_var = np.load(outdir / f'{stem}_log_var.npy',
+                    mmap_mode=None if full else 'r')
+  assert log_var.shape == (lr_h * SCALE, lr_w * SCALE, 3), stem
+  assert log_var.dtype == np.float32, stem
+  if full:
+    assert np.isfinite(log_var).all(), stem
+  return sr, unc, log_var
+
+
+# ------------------------------------------------------------ acceptance --
+
+def test_set14_through_the_cli(workdir, tmp_path):
+  data = shared_data('Set14')
+  files = sorted(p for p in data.iterdir() if p.suffix == '.png')
+  assert len(files) == 14
+  out = tmp_path / 'out'
+  proc = run_cli(f'--workdir={workdir}', f'--input={data}', f'--output={out}')
+  assert proc.returncode == 0, proc.stderr
+  assert 'predict: 14/14 (100%)' in proc.stderr   # The progress line.
+  assert 'ETA' in proc.stderr and 'Traceback' not in proc.stderr
+  assert not error_lines(proc.stderr)
+  for path in files:
+    with Image.open(path) as im:
+      w, h = im.size
+    mode = 'L' if path.stem == 'bridge' else 'RGB'
+    check_outputs(out, path.stem, w, h, mode)
+  assert len(list(out.iterdir())) == 14 * 3       # No temporary leftovers.
+
+
+def test_large_photo_runs_tiled_in_bounded_memory(workdir, tmp_path):
+  src = tmp_path / 'photo.jpg'
+  Image.fromarray(photo(1500, 2000)).save(src, quality=90)
+  out = tmp_path / 'out'
+  # A fresh parent, so RUSAGE_CHILDREN's maximum is this run's alone.
+  wrapper = ('import resource, subprocess, sys\n'
+             'rc = subprocess.run(sys.argv[1:]).returncode\n'
+             'print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n'
+             'sys.exit(rc)\n')
+  proc = subprocess.run(
+      [sys.executable, '-c', wrapper, sys.executable, '-m', 'gramjax.predict',
+       f'--workdir={workdir}', f'--input={src}', f'--output={out}',
+       '--tile=128'], cwd=REPO, capture_output=True, text=True, timeout=400,
+      check=False)
+  assert proc.returncode == 0, proc.stderr
+  peak_gib = int(proc.stdout.strip().splitlines()[-1]) / 2**20  # KiB.
+  print(f'peak RSS of the 2000x1500 prediction: {peak_gib:.2f} GiB')
+  assert peak_gib < 4.0
+  assert 'photo.jpg: 192/192' in proc.stderr     # Tile progress: 12 x 16.
+  check_outputs(out, 'photo', 2000, 1500, full=False)
+
+
+def test_tiled_equals_untiled(predictor, tmp_path):
+  lr = photo(61, 97, seed=3).astype(np.float32) / 255.0
+  whole_mean, whole_log_var = predictor.run(lr)
+  strips = list(predict.predict_strips(predictor, lr, tile=16))
+  assert len(strips) == 4                          # ceil(61 / 16) strips.
+  mean = np.concatenate([m for _, _, m, _ in strips])
+  log_var = np.concatenate([v for _, _, _, v in strips])
+  assert mean.shape == whole_mean.shape == (61 * SCALE, 97 * SCALE, 3)
+  assert np.max(np.abs(mean - whole_mean)) < 1e-5
+  assert np.max(np.abs(log_var - whole_log_var)) < 1e-5
+  # The same tiles as Predictor.__call__: identical numbers.
+  tiled_mean, tiled_log_var = predictor(lr, tile=16)
+  np.testing.assert_array_equal(mean, tiled_mean)
+  np.testing.assert_array_equal(log_var, tiled_log_var)
+  # And through the files.
+  src = tmp_path / 'small.png'
+  Image.fromarray(photo(61, 97, seed=3)).save(src)
+  outs = {}
+  for tile in (0, 16):
+    outdir = tmp_path / f'tile{tile}'
+    outdir.mkdir()
+    predict.predict_image(predictor, predict.Job(src, 'small'), outdir,
+                          tile=tile)
+    outs[tile] = outdir
+  a = np.load(outs[0] / 'small_log_var.npy')
+  b = np.load(outs[16] / 'small_log_var.npy')
+  assert np.max(np.abs(a - b)) < 1e-5
+  sr0 = np.asarray(Image.open(outs[0] / 'small_sr.png'), np.int16)
+  sr16 = np.asarray(Image.open(outs[16] / 'small_sr.png'), np.int16)
+  assert np.abs(sr0 - sr16).max() <= 1           # Rounding at most.
+
+
+# ------------------------------------------------------------ bad input --
+
+def _chunk(kind, data):
+  return (struct.pack('>I', len(data)) + kind + data +
+          struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+
+
+def png_bytes(w, h, bit_depth=8, colour_type=2, rows=None, crc_ok=True):
+  """A PNG built by hand (for headers Pillow would never write)."""
+  ihdr = _chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, bit_depth,
+                                     colour_type, 0, 0, 0))
+  parts = [b'\x89PNG\r\n\x1a\n', ihdr]
+  if rows is not None:
+    idat = _chunk(b'IDAT', zlib.compress(rows))
+    if not crc_ok:
+      idat = idat[:-4] + b'\0\0\0\0'
+    parts.append(idat)
+  parts.append(_chunk(b'IEND', b''))
+  return b''.join(parts)
+
+
+def png16_rgb_bytes(img16):
+  """A 16-bit RGB PNG (Pillow cannot write one)."""
+  h, w, _ = img16.shape
+  raw = b''.join(b'\0' + img16[y].astype('>u2').tobytes() for y in range(h))
+  return png_bytes(w, h, bit_depth=16, colour_type=2, rows=raw)
+
+
+def make_bad_folder(folder):
+  """Twenty files that must each fail with one error line; returns names."""
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  good = photo(24, 32, seed=1)
+  Image.fromarray(good).save(folder / '_ref.png')
+  png = (folder / '_ref.png').read_bytes()
+  Image.fromarray(good).save(folder / '_ref.jpg', quality=90)
+  jpg = (folder / '_ref.jpg').read_bytes()
+  (folder / '_ref.png').unlink()
+  (folder / '_ref.jpg').unlink()
+  # A valid PNG whose compressed pixel data is damaged (and its CRC wrong).
+  idat = png.index(b'IDAT')
+  corrupt = bytearray(png)
+  for i in range(idat + 20, idat + 60):
+    corrupt[i] ^= 0x5a
+  bad = {
+      'empty.png': b'',
+      'truncated.png': png[:len(png) // 2],
+      'truncated.jpg': jpg[:len(jpg) // 2],
+      'text.jpg': b'this is not a picture\n' * 20,
+      'random.png': rng.bytes(4000),
+      'corrupt_idat.png': bytes(corrupt),
+      'truncated.ppm': b'P6\n64 64\n255\n' + rng.bytes(100),
+      'zero_width.png': png_bytes(0, 10, rows=b'\0' * 10),
+      'corrupt.gif': b'GIF89a' + rng.bytes(300),
+      'page.jpeg': b'<!DOCTYPE html><html><body>404</body></html>\n',
+      'garbage.bmp': b'BM' + rng.bytes(500),
+      'garbage.tif': b'II*\x00' + rng.bytes(500),
+      'garbage.webp': b'RIFF\x00\x10\x00\x00WEBPVP8 ' + rng.bytes(500),
+      'bomb.png': png_bytes(100000, 100000),
+      'header_only.png': png_bytes(16, 16),
+      'soi_only.jpg': b'\xff\xd8\xff',
+      'bad_colour_type.png': png_bytes(8, 8, colour_type=7,
+                                       rows=b'\0' * 80),
+      'zero_frames.gif': b'GIF89a' + struct.pack('<HHBBB', 4, 4, 0, 0, 0)
+                         + b';',
+  }
+  for name, content in bad.items():
+    (folder / name).write_bytes(content)
+  (folder / 'folder.png').mkdir()                       # 19
+  os.symlink(folder / 'missing_target.png', folder / 'dangling.png')  # 20
+  return sorted(bad) + ['folder.png', 'dangling.png']
+
+
+def test_twenty_bad_files_one_line_each(workdir, tmp_path):
+  folder = tmp_path / 'in'
+  bad = make_bad_folder(folder)
+  assert len(bad) == 20
+  good = {'good_a.png': (40, 30), 'good_b.jpg': (33, 21),
+          'good_c.bmp': (20, 28)}
+  for i, (name, (w, h)) in enumerate(good.items()):
+    Image.fromarray(photo(h, w, seed=i)).save(folder / name)
+  (folder / 'notes.txt').write_text('not an image suffix: ignored')
+  (folder / '.DS_Store').write_bytes(b'\0' * 10)
+  out = tmp_path / 'out'
+  proc = run_cli(f'--workdir={workdir}', f'--input={folder}',
+                 f'--output={out}')
+  assert proc.returncode == 1, proc.stderr
+  assert 'Traceback' not in proc.stderr
+  errors = error_lines(proc.stderr)
+  assert len(errors) == 20, '\n'.join(errors)
+  for name in bad:
+    hits = [e for e in errors if f'{folder / name}:' in e]
+    assert len(hits) == 1, (name, errors)
+  assert 'decompression bomb' in next(e for e in errors if 'bomb.png' in e)
+  assert 'empty file' in next(e for e in errors if 'empty.png' in e)
+  assert 'is a folder' in next(e for e in errors if 'folder.png' in e)
+  assert 'ignored 2 entries' in proc.stderr                # notes.txt, .DS_Store
+  for name, (w, h) in good.items():
+    check_outputs(out, pathlib.Path(name).stem, w, h)
+  assert sorted(p.name for p in out.iterdir()) == sorted(
+      f'{pathlib.Path(n).stem}{s}' for n in good
+      for s in predict.OUTPUT_SUFFIXES)
+  assert 'done: 3 of 23 images' in proc.stderr
+
+
+def test_unreadable_file_is_one_error(predictor, tmp_path):
+  if os.geteuid() == 0:
+    pytest.skip('root reads files whatever their permissions')
+  src = tmp_path / 'locked.png'
+  Image.fromarray(photo(8, 8)).save(src)
+  src.chmod(0)
+  notes = []
+  results, failures = predict.predict_all(
+      predictor, [predict.Job(src, 'locked')], tmp_path, say=notes.append)
+  assert not results and len(failures) == 1
+  assert failures[0][1].startswith(f'error: {src}: cannot read it')
+
+
+# ------------------------------------------------------------ image kinds --
+
+def test_every_kind_of_image(predictor, tmp_path):
+  src = tmp_path / 'in'
+  src.mkdir()
+  rgb = photo(20, 28, seed=5)
+  Image.fromarray(np.dstack([rgb, np.full((20, 28), 128, np.uint8)]),
+                  'RGBA').save(src / 'rgba.png')
+  Image.fromarray(rgb).convert('LA').save(src / 'grey_alpha.png')
+  grey16 = (np.linspace(0, 65535, 20 * 28).reshape(20, 28)).astype(np.uint16)
+  Image.fromarray(grey16).save(src / 'grey16.png')
+  assert Image.open(src / 'grey16.png').mode.startswith('I')
+  (src / 'rgb16.png').write_bytes(png16_rgb_bytes(rgb.astype(np.uint16) * 257))
+  Image.fromarray(rgb).convert('P').save(src / 'palette.png')
+  Image.fromarray(rgb).convert('L').save(src / 'grey.jpg')
+  Image.fromarray(rgb).convert('CMYK').save(src / 'cmyk.jpg')
+  Image.fromarray(rgb).save(src / 'tiny.gif')
+  exif = Image.Exif()
+  exif[0x0112] = 6                      # Rotate 90 degrees clockwise.
+  Image.fromarray(rgb).save(src / 'rotated.jpg', exif=exif)
+  assert Image.open(src / 'palette.png').mode == 'P'
+  assert Image.open(src / 'cmyk.jpg').mode == 'CMYK'
+  paths, _ = predict.list_inputs(str(src))
+  out = tmp_path / 'out'
+  out.mkdir()
+  notes = []
+  jobs = predict.plan_outputs(paths, out, say=notes.append)
+  results, failures = predict.predict_all(predictor, jobs, out,
+                                          say=notes.append)
+  assert not failures, failures
+  assert len(results) == 9
+  for stem in ('rgba', 'rgb16', 'palette', 'cmyk', 'tiny'):
+    check_outputs(out, stem, 28, 20, 'RGB')
+  for stem in ('grey_alpha', 'grey16', 'grey'):
+    check_outputs(out, stem, 28, 20, 'L')
+  check_outputs(out, 'rotated', 20, 28, 'RGB')       # Upright: 20 wide.
+  alpha_notes = [n for n in notes if 'alpha' in n]
+  assert len(alpha_notes) == 2                        # rgba.png, grey_alpha.
+  assert any('rgba.png' in n for n in alpha_notes)
+
+
+def test_16bit_grey_keeps_its_range(predictor, tmp_path):
+  """A 16-bit file is read on its 0-65535 scale (not as 8-bit garbage)."""
+  ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+  Image.fromarray(ramp).save(tmp_path / 'ramp16.png')
+  img = predict.read_image(tmp_path / 'ramp16.png')
+  assert img.grey and not img.alpha
+  np.testing.assert_array_equal(img.pixels[..., 0],
+                                np.round(ramp / 257).astype(np.uint8))
+
+
+# -------------------------------------------------------- usage errors --
+
+def test_usage_errors_exit_2_with_one_line(workdir, tmp_path):
+  img = tmp_path / 'a.png'
+  Image.fromarray(photo(8, 8)).save(img)
+  cases = [
+      ([f'--workdir={tmp_path / "nope"}', f'--input={img}',
+        f'--output={tmp_path / "o"}'], '--workdir='),
+      ([f'--input={img}', f'--output={tmp_path / "o"}'], '--workdir=DIR'),
+      ([f'--workdir={workdir}', f'--input={tmp_path / "missing.png"}',
+        f'--output={tmp_path / "o"}'], 'missing.png'),
+      ([f'--checkpoint={workdir}/checkpoints/3', '--step=5', f'--input={img}',
+        f'--output={tmp_path / "o"}'], 'disagree'),
+      ([f'--checkpoint={workdir}/checkpoints/99', f'--input={img}',
+        f'--output={tmp_path / "o"}'], '--checkpoint='),
+      (['--no_such_flag=1'], 'no_such_flag'),
+  ]
+  for args, expected in cases:
+    proc = run_cli(*args)
+    assert proc.returncode == 2, (args, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error:'), proc.stderr
+    assert expected in lines[0], (expected, lines[0])
+  assert not (tmp_path / 'o').exists()
+
+
+def test_checkpoint_flag_selects_that_step(workdir, tmp_path):
+  assert predict.resolve_model(None, f'{workdir}/checkpoints/3', None) == (
+      workdir, 3)
+  assert predict.resolve_model(None, f'{workdir}/checkpoints', None) == (
+      workdir, None)
+  assert predict.resolve_model(str(workdir), None, 5) == (workdir, 5)
+  with pytest.raises(UserError, match='not a checkpoint folder'):
+    predict.resolve_model(None, str(tmp_path), None)
+  img = tmp_path / 'a.png'
+  Image.fromarray(photo(12, 16)).save(img)
+  out = tmp_path / 'out'
+  proc = run_cli(f'--checkpoint={workdir}/checkpoints/3', f'--input={img}',
+                 f'--output={out}')
+  assert proc.returncode == 0, proc.stderr
+  assert 'step 3 (x4)' in proc.stderr
+  log_var = np.load(out / 'a_log_var.npy')
+  lr = np.asarray(Image.open(img), np.float32) / 255.0
+  step3 = inference.load(workdir, 3).run(lr)[1]
+  step5 = inference.load(workdir, 5).run(lr)[1]
+  assert not np.array_equal(step3, step5)     # The weights differ.
+  np.testing.assert_allclose(log_var, step3, atol=1e-5)
+
+
+def test_outputs_never_overwrite_inputs(tmp_path):
+  folder = tmp_path / 'photos'
+  folder.mkdir()
+  for name in ('a.png', 'a_sr.png', 'b.jpg', 'b.png'):
+    Image.fromarray(photo(8, 8)).save(folder / name)
+  paths, _ = predict.list_inputs(str(folder), say=lambda m: None)
+  with pytest.raises(UserError, match='would overwrite the input'):
+    predict.plan_outputs(paths, folder, say=lambda m: None)
+  notes = []
+  jobs = predict.plan_outputs(paths, tmp_path / 'out', say=notes.append)
+  assert [j.stem for j in jobs] == ['a', 'a_sr', 'b_jpg', 'b_png']
+  assert 'b.jpg as b_jpg_*' in notes[0]
+  # A first run into the input folder itself is fine (nothing collides).
+  lone = tmp_path / 'lone'
+  lone.mkdir()
+  Image.fromarray(photo(8, 8)).save(lone / 'x.png')
+  paths, _ = predict.list_inputs(str(lone))
+  assert [j.stem for j in predict.plan_outputs(paths, lone)] == ['x']
+
+
+# --------------------------------------------------------------- legend --
+
+def test_uncertainty_map_legend_and_fixed_scale(predictor, tmp_path):
+  out = tmp_path / 'out'
+  out.mkdir()
+  srcs = []
+  for i, (h, w) in enumerate([(60, 80), (48, 72)]):
+    src = tmp_path / f'img{i}.png'
+    Image.fromarray(photo(h, w, seed=10 + i)).save(src)
+    srcs.append(src)
+  # The colour scale: fixed at the first image's median sigma, so both
+  # images span several colours of it.
+  first = predict.predict_image(predictor, predict.Job(srcs[0], 'probe'),
+                                out)
+  sigma0 = visualize.sigma_grey_levels(np.load(first.log_var))
+  sigma_max = float(np.median(sigma0))
+  for i, src in enumerate(srcs):
+    r = predict.predict_image(predictor, predict.Job(src, f'img{i}'), out,
+                              sigma_max=sigma_max)
+    assert r.sigma_max == sigma_max
+    unc = np.asarray(Image.open(r.uncertainty))
+    sr = Image.open(r.sr)
+    assert unc.shape[:2] == (sr.height, sr.width)
+    sigma = visualize.sigma_grey_levels(np.load(r.log_var))
+    plain = visualize.colormap(sigma, sigma_max)
+    box = visualize.legend_box(unc.shape, sigma_max)
+    assert box is not None
+    top, left, bottom, right = box
+    assert bottom <= unc.shape[0] and right <= unc.shape[1]
+    assert left > unc.shape[1] // 3 and top > unc.shape[0] // 3  # A corner.
+    inside = np.zeros(unc.shape[:2], bool)
+    inside[top:bottom, left:right] = True
+    # Outside the inset: exactly the colour map on the shared scale, so equal
+    # sigmas get equal colours in both images.
+    np.testing.assert_array_equal(unc[~inside], plain[~inside])
+    # Inside: the legend is there.
+    changed = np.any(unc[inside] != plain[inside], axis=-1).mean()
+    assert changed > 0.5
+    assert Image.open(r.uncertainty).text['sigma_max_grey'] == (
+        f'{sigma_max:.6g}')
+  # Default scale: the image's own 99th percentile.
+  sigma = visualize.sigma_grey_levels(np.load(first.log_var))
+  assert first.sigma_max == pytest.approx(visualize.robust_vmax(
+      sigma.astype(np.float32)))
+
+
+def test_legend_helpers():
+  assert visualize.nice_ticks(3.7) == [0.0, 1.0, 2.0, 3.0]
+  assert visualize.nice_ticks(12.3) == [0.0, 5.0, 10.0]
+  assert visualize.nice_ticks(0.37) == [0.0, 0.1, 0.2, 0.3]
+  values = np.linspace(0, 20, 300 * 200).reshape(200, 300)
+  plain = visualize.colormap(values, 10.0)
+  np.testing.assert_array_equal(visualize.colormap_rows(values, 10.0, rows=7),
+                                plain)
+  with_bar = visualize.add_colorbar(plain, 10.0)
+  assert with_bar.shape == plain.shape
+  top, left, bottom, right = visualize.legend_box(plain.shape, 10.0)
+  mask = np.ones(plain.shape[:2], bool)
+  mask[top:bottom, left:right] = False
+  np.testing.assert_array_equal(with_bar[mask], plain[mask])
+  assert (with_bar[~mask] != plain[~mask]).any()
+  # Too small for a legend: the map is left as it is.
+  tiny = visualize.colormap(values[:40, :40], 10.0)
+  assert visualize.legend_box(tiny.shape, 10.0) is None
+  np.testing.assert_array_equal(visualize.add_colorbar(tiny, 10.0), tiny)
+  # A legend scales with big maps.
+  assert visualize.legend_scale(6000, 8000) > visualize.legend_scale(600, 800)
