@@ -109,6 +109,9 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
     lr, target = make_lr_hr(batch['hr'], scale, round_lr)
     if 'lr' in batch:
       lr = batch['lr'].astype(jnp.float32) / 255.0
+    # Fresh Variables at this trace level: BatchNorm updates its statistics
+    # in place, which NNX only allows on Variables made inside the trace.
+    model_state = jax.tree.map(lambda x: x, model_state)
     model = nnx.merge(graphdef, params, model_state)
     mean, log_var = model(lr, train=True)
     new_model_state = nnx.state(model, nnx.BatchStat)

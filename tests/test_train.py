@@ -196,3 +196,25 @@ def test_paper_model_three_steps_on_sunhays80(tmp_path):
   assert all(np.isfinite(m['loss']) for m in metrics)
   assert metrics[0]['nll'] < 10  # Stable init: no 6e7 first NLL.
   assert (tmp_path / 'checkpoints' / '3').is_dir()
+
+
+@pytest.mark.parametrize('name', ['gram', 'gram_vjp', 'mse', 'mle',
+                                  'loss_rescale', 'beta_nll',
+                                  'gram_official_code'])
+def test_every_experiment_config_trains(tmp_path, name):
+  """Each configs/*.py runs (shrunk): its loss, BatchNorm + PReLU + tanh
+  and the log-variance clip of the official-code config included."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  c = importlib.import_module(f'configs.{name}').get_config()
+  c.total_steps, c.log_every, c.checkpoint_every = 2, 1, 2
+  c.model.num_blocks, c.model.channels = 1, 8
+  c.batch_size, c.data.crop_size, c.tensorboard = 4, 48, False
+  c.data.train_dir = 'builtin:skimage'
+  state = train.train_and_evaluate(c, tmp_path)
+  metrics = read_metrics(tmp_path)
+  assert [m['step'] for m in metrics] == [1, 2]
+  assert all(np.isfinite(m['loss']) for m in metrics)
+  bn = jax.tree.leaves(state.model_state)
+  assert bool(bn) == c.model.batch_norm
+  if bn:  # BatchNorm statistics moved away from their initial values.
+    assert any(np.abs(np.asarray(x)).sum() > 0 for x in bn[::2])
