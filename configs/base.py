@@ -66,4 +66,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 5_000
   c.keep_checkpoints = 3
   c.tensorboard = True                # If tensorboardX is installed.
+  # A step with a non-finite loss or gradients is never applied; 'stop'
+  # ends the run at the next log/checkpoint point (the last checkpoint
+  # stays good), 'skip' goes on and counts them.
+  c.nan_policy = 'stop'
   return c

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Callable
 
-from gramjax.errors import UserError
+from gramjax.errors import Preempted, UserError
 
 _NOISY_PATHS = ('/orbax/', '/grain/', '/jax/_src/')
 
@@ -21,13 +21,17 @@ def _quiet_libraries(record: logging.LogRecord) -> bool:
 
 def run(body: Callable[[], object], *, verbose: bool) -> None:
   """Runs ``body``; a ``UserError`` becomes ``error: ...`` on stderr and exit
-  status 2 (a traceback with ``verbose``, which also keeps library logs)."""
+  status 2 (a traceback with ``verbose``, which also keeps library logs); a
+  ``Preempted`` run (checkpoint saved) exits with status 75."""
   logging.getLogger('absl').setLevel(logging.INFO)
   if not verbose:
     for handler in logging.getLogger().handlers:  # absl's handler is root's.
       handler.addFilter(_quiet_libraries)
   try:
     body()
+  except Preempted as e:
+    print(f'stopped: {e}', file=sys.stderr)
+    sys.exit(e.exit_code)
   except UserError as e:
     if verbose:
       raise

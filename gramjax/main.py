@@ -19,6 +19,9 @@ _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Directory for checkpoints, metrics, samples.')
 _VERBOSE = flags.DEFINE_bool('verbose', False,
                              'Show tracebacks for configuration/data errors.')
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    'allow_config_change', False,
+    'Resume even if the config differs from the checkpoint\'s.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -32,7 +35,8 @@ def main(argv):
 
   def run():
     distributed.initialize()  # Before anything touches a device.
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                             allow_config_change=_ALLOW_CONFIG_CHANGE.value)
 
   cli.run(run, verbose=_VERBOSE.value)
 

@@ -18,6 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import pathlib
+import signal
+import tempfile
+import threading
 import time
 from typing import Any, Callable
 
@@ -39,7 +42,7 @@ from gramjax import metrics as metrics_lib
 from gramjax import models
 from gramjax import progress
 from gramjax import visualize
-from gramjax.errors import UserError
+from gramjax.errors import Preempted, UserError
 
 
 @flax.struct.dataclass
@@ -49,6 +52,10 @@ class TrainState:
   params: nnx.State
   model_state: nnx.State  # BatchNorm statistics (empty without BN).
   opt_state: optax.OptState
+  # NaN/Inf guard: steps whose loss or gradients were not finite were not
+  # applied; how many, and the first (-1: none).
+  bad_steps: jax.Array
+  first_bad_step: jax.Array
 
 
 def make_schedule(opt_config) -> optax.Schedule:
@@ -124,9 +131,20 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
     mean, log_var, target, new_model_state = aux
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    new_state = state.replace(step=state.step + 1, params=params,
-                              model_state=new_model_state,
-                              opt_state=opt_state)
+    # The NaN/Inf guard, on device (no host sync): a step whose loss or
+    # gradients are not finite changes nothing but the counters.
+    finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
+        [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    keep = lambda new, old: jax.tree.map(
+        lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = state.replace(
+        step=state.step + 1, params=keep(params, state.params),
+        model_state=keep(new_model_state, state.model_state),
+        opt_state=keep(opt_state, state.opt_state),
+        bad_steps=state.bad_steps + jnp.where(finite, 0, 1),
+        first_bad_step=jnp.where(
+            ~finite & (state.first_bad_step < 0), state.step + 1,
+            state.first_bad_step))
     sg = jax.lax.stop_gradient
     log_var = sg(log_var)
     metrics = {
@@ -158,7 +176,9 @@ def model_and_state_fn(config):
 
   def init_state(params, model_state):
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      model_state=model_state, opt_state=tx.init(params))
+                      model_state=model_state, opt_state=tx.init(params),
+                      bad_steps=jnp.zeros((), jnp.int32),
+                      first_bad_step=jnp.full((), -1, jnp.int32))
 
   return graphdef, params, model_state, init_state
 
@@ -173,6 +193,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise UserError('config.batch_size must be >= 1 and config.total_steps '
                     '>= 0')
   distributed.split_batch(config.batch_size)
+  if config.nan_policy not in ('stop', 'skip'):
+    raise UserError(f"config.nan_policy must be 'stop' or 'skip', got "
+                    f'{config.nan_policy!r}')
   if config.log_every < 1 or config.checkpoint_every < 1:
     raise UserError('config.log_every and config.checkpoint_every must be '
                     '>= 1')
@@ -268,15 +291,77 @@ def write_samples(predictor, config, outdir: pathlib.Path) -> list[dict]:
   return results
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str | pathlib.Path) -> TrainState:
-  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint."""
-  workdir = pathlib.Path(workdir)
-  validate_config(config)
+# Keys that only change how a run is watched or how long it goes on: they
+# may differ from the checkpoint's config when resuming.
+RESUMABLE_CHANGES = frozenset({
+    'total_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints',
+    'tensorboard', 'nan_policy', 'data.num_threads', 'data.sample_images',
+    'data.prepared_dir'})
+
+
+def config_differences(saved: dict, current: dict, prefix: str = ''
+                       ) -> list[str]:
+  """'key: saved -> current' for every leaf that differs (a flat list)."""
+  out = []
+  for key in sorted(set(saved) | set(current)):
+    name = f'{prefix}{key}'
+    a, b = saved.get(key, '<absent>'), current.get(key, '<absent>')
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += config_differences(a, b, f'{name}.')
+    elif a != b and name not in RESUMABLE_CHANGES:
+      out.append(f'{name}: {a!r} -> {b!r}')
+  return out
+
+
+class _StopRequest:
+  """SIGTERM/SIGINT -> finish the step, save, exit. A second signal falls
+  through to the default action (so Ctrl-C twice still kills)."""
+
+  def __init__(self):
+    self.signal_name = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal_name = signal.Signals(signum).name
+    logging.warning('%s received: finishing this step and saving a '
+                    'checkpoint (send it again to stop at once)',
+                    self.signal_name)
+    signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _check_workdir(workdir: pathlib.Path) -> None:
   try:
     workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=workdir):
+      pass
   except OSError as e:
-    raise UserError(f'--workdir={workdir}: cannot create it ({e})') from e
+    raise UserError(f'--workdir={workdir}: cannot write there ({e})') from e
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | pathlib.Path, *,
+                       allow_config_change: bool = False) -> TrainState:
+  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint.
+
+  Resuming with a config that differs from the checkpoint's (other than in
+  ``RESUMABLE_CHANGES``) is refused, naming the keys, unless
+  ``allow_config_change``. SIGTERM/SIGINT (or an orbax preemption notice)
+  saves a checkpoint after the current step and raises ``Preempted``.
+  """
+  workdir = pathlib.Path(workdir)
+  validate_config(config)
+  _check_workdir(workdir)
   pixel_loss = _pixel_loss_from_config(config)
   units = config.loss.options.get('units', '[-1,1]')
 
@@ -316,6 +401,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   config_dict = ckpt_lib.config_to_dict(config)
   start = ckpts.latest_step()
   if start is not None:
+    diffs = config_differences(ckpts.restore_config(start), config_dict)
+    if diffs and not allow_config_change:
+      raise UserError(
+          f'--workdir={workdir} holds a checkpoint (step {start}) made with '
+          f'a different config: {"; ".join(diffs)}. Use a new workdir, or '
+          'pass --allow_config_change to resume with the new values')
+    if diffs:
+      logging.warning('resuming with config changes: %s', '; '.join(diffs))
     state = ckpts.restore(start, ckpt_lib.abstract_like(state), data_iter)
     logging.info('resumed from %s at step %d', ckpts.directory, start)
   else:
@@ -323,13 +416,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     (workdir / 'config.json').write_text(json.dumps(config_dict, indent=2))
   writer = MetricWriter(workdir, start, config.tensorboard)
 
+  def save(step: int, force: bool) -> None:
+    try:
+      ckpts.save(step, state, data_iter, config_dict, force=force)
+      if force:
+        ckpts.wait()
+    except Exception as e:  # Disk full, permissions, ...: say what is safe.
+      raise UserError(
+          f'saving the checkpoint of step {step} in {ckpts.directory} failed '
+          f'({type(e).__name__}: {e}); the last complete checkpoint is step '
+          f'{ckpts.latest_step()}, intact: free space and run the same '
+          'command to resume from it') from e
+
+  reported_bad = int(_local_value(state.bad_steps))
+
+  def check_finite(step: int) -> None:
+    """Host-side look at the on-device NaN guard (at log/save points)."""
+    nonlocal reported_bad
+    bad = int(_local_value(state.bad_steps))
+    if bad == reported_bad:
+      return
+    first = int(_local_value(state.first_bad_step))
+    if config.nan_policy == 'skip':
+      logging.warning('%d step(s) with a non-finite loss or gradients were '
+                      'skipped so far (first: step %d)', bad, first)
+      reported_bad = bad
+      return
+    raise UserError(
+        f'non-finite loss or gradients at step {first} (not applied); '
+        f'stopped at step {step}. The last good checkpoint is step '
+        f'{ckpts.latest_step()} in {ckpts.directory}. Try a lower learning '
+        'rate or --config.loss.log_var_clip="(-10.0,10.0)", or skip such '
+        'steps with --config.nan_policy=skip')
+
   total = config.total_steps
   if start >= total:
     logging.info('checkpoint step %d >= config.total_steps=%d: nothing to '
                  'train', start, total)
   pending: list[dict] = []
   t_window, steps_window, step = time.time(), 0, start
-  with jax.set_mesh(mesh):
+  with jax.set_mesh(mesh), _StopRequest() as stop:
     for step in range(start + 1, total + 1):
       batch = jax.tree.map(
           lambda x: jax.make_array_from_process_local_data(batch_sharding, x),
@@ -342,7 +468,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         logging.info('compiled and ran the first step in %.1fs',
                      time.time() - t_window)
         t_window, steps_window = time.time(), 0
-      if step % config.log_every == 0 or step == total:
+      preempted = stop.signal_name or (
+          ckpts.manager.reached_preemption(step) and 'preemption notice')
+      if step % config.log_every == 0 or step == total or preempted:
+        check_finite(step)
         values = [jax.tree.map(_local_value, m) for m in pending]
         mean_metrics = {k: float(np.mean([v[k] for v in values]))
                         for k in values[0]}
@@ -352,7 +481,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         eta = (total - step) / rate if rate else float('nan')
         t_window, steps_window = time.time(), 0
         mean_metrics['steps_per_sec'] = rate
-        writer.write(step, mean_metrics)
+        try:
+          writer.write(step, mean_metrics)
+        except OSError as e:
+          raise UserError(f'{writer.path}: cannot append metrics ({e})') from e
         logging.info(
             'step %d/%d  loss %.4g  psnr %.2f dB  sigma %.2f grey  mask %.3g'
             '  lr %.2g  |g| %.3g  %.2f steps/s  ETA %s', step, total,
@@ -360,9 +492,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
             mean_metrics['sigma_grey'], mean_metrics['mask'],
             mean_metrics['lr'], mean_metrics['grad_norm'], rate,
             progress.format_duration(eta))
+      if preempted:
+        save(step, force=True)
+        raise Preempted(step, str(preempted))
       if step % config.checkpoint_every == 0 or step == total:
-        ckpts.save(step, state, data_iter, config_dict, force=step == total)
-  ckpts.wait()
+        check_finite(step)
+        save(step, force=step == total)
+  try:
+    ckpts.wait()
+  except Exception as e:
+    raise UserError(f'finishing the checkpoint in {ckpts.directory} failed '
+                    f'({type(e).__name__}: {e}); the last complete one is '
+                    f'step {ckpts.latest_step()}') from e
   ckpts.close()
   writer.close()
   if jax.process_index() == 0:
