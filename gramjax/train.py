@@ -442,10 +442,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                       'skipped so far (first: step %d)', bad, first)
       reported_bad = bad
       return
+    last = ckpts.latest_step()
+    where = (f'The last good checkpoint is step {last} in {ckpts.directory}'
+             if last is not None else 'No checkpoint was saved yet')
     raise UserError(
         f'non-finite loss or gradients at step {first} (not applied); '
-        f'stopped at step {step}. The last good checkpoint is step '
-        f'{ckpts.latest_step()} in {ckpts.directory}. Try a lower learning '
+        f'stopped at step {step}. {where}. Try a lower learning '
         'rate or --config.loss.log_var_clip="(-10.0,10.0)", or skip such '
         'steps with --config.nan_policy=skip')
 
