@@ -4,7 +4,9 @@ bad input reported as one line (exit status 2) instead of a traceback."""
 from __future__ import annotations
 
 import logging
+import pathlib
 import sys
+import tempfile
 from typing import Callable
 
 from gramjax.errors import Preempted, UserError
@@ -37,3 +39,18 @@ def run(body: Callable[[], object], *, verbose: bool) -> None:
       raise
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+
+
+def writable_dir(path: str | pathlib.Path, flag: str) -> pathlib.Path:
+  """Creates ``path`` if needed and proves it is writable; else a
+  ``UserError`` naming ``flag`` (e.g. '--workdir')."""
+  path = pathlib.Path(path)
+  if path.exists() and not path.is_dir():
+    raise UserError(f'{flag}={path}: exists and is not a folder')
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+      pass
+  except OSError as e:
+    raise UserError(f'{flag}={path}: cannot write there ({e})') from e
+  return path

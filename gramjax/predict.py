@@ -62,7 +62,6 @@ import math
 import os
 import pathlib
 import sys
-import tempfile
 import time
 import traceback
 import warnings
@@ -71,6 +70,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from gramjax import cli
 from gramjax import data as data_lib
 from gramjax import visualize
 from gramjax.errors import UserError
@@ -191,16 +191,7 @@ def prepare_output_dir(spec: str) -> pathlib.Path:
   if not spec:
     raise UserError('--output is required: the folder to write the results '
                     'to (created if needed)')
-  outdir = pathlib.Path(os.path.expanduser(spec))
-  if outdir.exists() and not outdir.is_dir():
-    raise UserError(f'--output={outdir}: exists and is not a folder')
-  try:
-    outdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=outdir):
-      pass
-  except OSError as e:
-    raise UserError(f'--output={outdir}: cannot write there ({e})') from e
-  return outdir
+  return cli.writable_dir(os.path.expanduser(spec), '--output')
 
 
 @dataclasses.dataclass
@@ -619,7 +610,6 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv) -> None:
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from gramjax import cli  # pylint: disable=g-import-not-at-top
   cli.run(_predict_main, verbose=flags.FLAGS.verbose)
 
 

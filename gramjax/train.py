@@ -19,7 +19,6 @@ import json
 import logging
 import pathlib
 import signal
-import tempfile
 import threading
 import time
 from typing import Any, Callable
@@ -34,6 +33,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from gramjax import checkpoint as ckpt_lib
+from gramjax import cli
 from gramjax import data as data_lib
 from gramjax import distributed
 from gramjax import imresize
@@ -340,15 +340,6 @@ class _StopRequest:
       signal.signal(sig, handler)
 
 
-def _check_workdir(workdir: pathlib.Path) -> None:
-  try:
-    workdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=workdir):
-      pass
-  except OSError as e:
-    raise UserError(f'--workdir={workdir}: cannot write there ({e})') from e
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | pathlib.Path, *,
                        allow_config_change: bool = False) -> TrainState:
@@ -361,7 +352,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """
   workdir = pathlib.Path(workdir)
   validate_config(config)
-  _check_workdir(workdir)
+  cli.writable_dir(workdir, '--workdir')
   pixel_loss = _pixel_loss_from_config(config)
   units = config.loss.options.get('units', '[-1,1]')
 
