@@ -33,15 +33,48 @@ def main(argv):
   from gramjax import distributed  # pylint: disable=g-import-not-at-top
   from gramjax import train  # pylint: disable=g-import-not-at-top
 
+  from gramjax.errors import UserError  # pylint: disable=g-import-not-at-top
+
   def run():
+    # config_flags loads the file and applies --config.* overrides lazily:
+    # a missing file or an unknown key surfaces here, as one line.
+    try:
+      config = _CONFIG.value
+      config.get('seed')  # A file that failed to load raises on first use.
+    except (AttributeError, KeyError, OSError, TypeError, ValueError) as e:
+      raise UserError(f'--config: {_one_line(e)}') from e
     distributed.initialize()  # Before anything touches a device.
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+    train.train_and_evaluate(config, _WORKDIR.value,
                              allow_config_change=_ALLOW_CONFIG_CHANGE.value)
 
   cli.run(run, verbose=_VERBOSE.value)
 
 
+def _parse_flags(argv):
+  """absl's parsing, but a config file that cannot be loaded or an unknown
+  --config.* key is one line (exit 2) instead of a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:  # As absl's own parser reports them.
+    sys.stderr.write(f'FATAL Flags parsing error: {e}\n'
+                     'Pass --helpshort or --helpfull to see help on flags.\n')
+    sys.exit(1)
+  except (AttributeError, KeyError, OSError, TypeError, ValueError) as e:
+    print(f'error: --config: {_one_line(e)}', file=sys.stderr)
+    sys.exit(2)
+
+
+def _one_line(e: Exception) -> str:
+  """ml_collections' messages (often a quoted, nested KeyError) as one line."""
+  text = str(e.args[0]) if e.args else str(e)
+  text = text.replace('\\n', ' ').replace("\\'", "'")
+  text = ' '.join(text.split())
+  while len(text) > 1 and text[0] == text[-1] and text[0] in '\'"':
+    text = text[1:-1].strip()
+  return text
+
+
 if __name__ == '__main__':
   # configs/*.py import `configs.base`: make the repository root importable.
   sys.path.insert(0, os.getcwd())
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

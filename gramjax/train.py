@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pathlib
 import signal
 import threading
@@ -234,7 +235,12 @@ class MetricWriter:
           kept.append(line)
       except (ValueError, KeyError, TypeError):
         continue  # A line cut short by a kill.
-    self.path.write_text(''.join(l + '\n' for l in kept))
+    tmp = self.path.with_name(self.path.name + '.tmp')
+    try:  # Atomic: a kill or a full disk here must not lose the history.
+      tmp.write_text(''.join(l + '\n' for l in kept))
+      os.replace(tmp, self.path)
+    except OSError as e:
+      raise UserError(f'{self.path}: cannot rewrite it on resume ({e})') from e
 
   def write(self, step: int, values: dict) -> None:
     if jax.process_index() != 0:
@@ -297,6 +303,15 @@ RESUMABLE_CHANGES = frozenset({
     'total_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints',
     'tensorboard', 'nan_policy', 'data.num_threads', 'data.sample_images',
     'data.prepared_dir'})
+
+
+# Keys that change the shapes or structure of the train state: a checkpoint
+# made with other values cannot be restored into it.
+LAYOUT_KEYS = frozenset({
+    'model.name', 'model.scale', 'model.num_blocks', 'model.channels',
+    'model.in_channels', 'model.out_channels', 'model.activation',
+    'model.batch_norm', 'model.first_kernel', 'model.head_kernel',
+    'optimizer.grad_clip_norm'})
 
 
 def config_differences(saved: dict, current: dict, prefix: str = ''
@@ -398,9 +413,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           f'--workdir={workdir} holds a checkpoint (step {start}) made with '
           f'a different config: {"; ".join(diffs)}. Use a new workdir, or '
           'pass --allow_config_change to resume with the new values')
+    layout = [d for d in diffs if d.split(':')[0] in LAYOUT_KEYS]
+    if layout:
+      raise UserError(
+          f'--workdir={workdir}: the checkpoint (step {start}) cannot hold '
+          f'the parameters of the new config ({"; ".join(layout)}); even '
+          'with --allow_config_change an architecture change needs a new '
+          'workdir')
     if diffs:
       logging.warning('resuming with config changes: %s', '; '.join(diffs))
-    state = ckpts.restore(start, ckpt_lib.abstract_like(state), data_iter)
+    try:
+      state = ckpts.restore(start, ckpt_lib.abstract_like(state), data_iter)
+    except ValueError as e:
+      if not diffs:
+        raise
+      raise UserError(
+          f'--allow_config_change: the checkpoint of step {start} in '
+          f'{ckpts.directory} does not fit the new config ({"; ".join(diffs)}'
+          f'): {str(e).splitlines()[0]}. A changed architecture needs a new '
+          'workdir') from e
     logging.info('resumed from %s at step %d', ckpts.directory, start)
   else:
     start = 0
