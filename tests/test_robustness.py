@@ -2,7 +2,7 @@
 bad datasets and unwritable or full disks, each as the user meets it.
 
 Every row of the README table "What happens when something goes wrong"
-(README, "What happens when something goes wrong") names the test here that covers it. The command-line
+names the test here that covers it. The command-line
 behaviour is checked either on ``python -m gramjax.main`` itself (signals,
 kills, flag parsing, exit statuses) or, where only the training code can
 fail, in-process through ``gramjax.cli.run`` (exactly what ``main`` wraps
