@@ -337,7 +337,11 @@ class _StopRequest:
     self._previous = {}
 
   def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
+    # Several processes must stop at one agreed step: there JAX's own
+    # preemption service takes SIGTERM and orbax's reached_preemption(step)
+    # (checked every step) syncs the step, so no handler of ours.
+    if (threading.current_thread() is threading.main_thread() and
+        jax.process_count() == 1):
       for sig in (signal.SIGTERM, signal.SIGINT):
         self._previous[sig] = signal.signal(sig, self._handle)
     return self
