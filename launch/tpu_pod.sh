@@ -234,7 +234,7 @@ cat <<EOF
 Training started on every worker of $tpu; checkpoints and metrics in $workdir.
   follow worker 0: $(quote "${follow[@]}" --command="tail -f ~/$remote_dir-train.log")
   stop all:        $(quote "${gcloud_tpu[@]}" ssh "$tpu" "${where[@]}" --command="kill -9 \$(cat ~/$remote_dir-train.pid)")
-  (SIGKILL: JAX treats SIGTERM as a preemption notice and keeps running.
+  (SIGKILL stops at once; a plain kill (SIGTERM) saves a checkpoint first.
   The same launch line resumes from the latest checkpoint; SETUP=0 skips
   the install.)
 EOF
