@@ -1,57 +1,158 @@
-"""Train-step cost of each loss on the paper SRResNet, measured in one run.
+"""Train-step cost of each loss on the paper SRResNet, and the same step in a
+plain PyTorch loop, measured in one run.
 
-    python benchmarks/bench_train.py [--steps=5] [--rounds=3] [--json=FILE]
+    python benchmarks/bench_train.py [--losses=mse,nll,gram,...] [--steps=5]
+        [--rounds=3] [--reference=auto|torch|none] [--json=FILE]
 
 Compiles one jitted train step per loss (same model, batch 16 of 96x96 HR
-crops, x4), then times them interleaved (round-robin, so machine noise hits
-every loss alike) and prints JSON plus a table: ms/step, images/s, compile
-seconds, and each loss's step time as a ratio to MSE's (the paper's claim:
-GRAM's overhead over MSE training is negligible). Model FLOPs utilisation
-needs the device's peak, so it is printed only where --peak_tflops is given.
+crops, x4), starts ``benchmarks/torch_reference.py --serve`` (when torch is
+installed: ``pip install -e '.[bench]'``) in a second process, then times
+everything interleaved, round-robin (so machine noise hits every entry
+alike; the idle process waits on a pipe). Prints JSON and a table: ms/step,
+images/s, compile seconds, each loss's step time as a ratio to MSE's (the
+paper's claim: GRAM's overhead over MSE is negligible) and gramjax's step
+time as a ratio to PyTorch's for the same loss. MFU (model FLOPs counted
+from the convolutions, over the device's dense bf16 peak) is printed for
+GPUs we know the peak of, or wherever --peak_tflops is given.
 """
 
 import argparse
 import json
+import os
 import pathlib
+import platform
+import subprocess
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+# Leave GPU memory to the PyTorch process that runs beside this one.
+os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 from configs import base  # noqa: E402
 from gramjax import losses  # noqa: E402
 from gramjax import train  # noqa: E402
 
-LOSSES = {'mse': {}, 'nll': {}, 'gram': {'units': '[-1,1]'},
-          'gram_vjp': {'units': '[-1,1]'}, 'loss_rescale': {'units': '[-1,1]'},
-          'beta_nll': {'beta': 0.5}}
+OPTIONS = {'mse': {}, 'nll': {}, 'gram': {'units': '[-1,1]'},
+           'gram_vjp': {'units': '[-1,1]'},
+           'loss_rescale': {'units': '[-1,1]'}, 'beta_nll': {'beta': 0.5}}
+# Dense bf16 peak (TFLOP/s) by device kind, for MFU.
+PEAKS = {'H100': 989.0, 'H200': 989.0, 'A100': 312.0, 'L4': 121.0}
 
 
-def step_flops(step, state, batch) -> float | None:
+def compiled_flops(compiled) -> float | None:
   try:
-    cost = step.lower(state, batch).compile().cost_analysis()
+    cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost.get('flops', 0.0)) or None
   except Exception:  # Not every backend reports it.
     return None
 
 
+def model_flops(model, batch: int, crop: int) -> float:
+  """Analytic FLOPs of one train step of the SRResNet: 2 x MACs of every
+  convolution, times 3 for forward + backward (input and kernel gradients;
+  the LR input's gradient, which nobody computes, is subtracted)."""
+  lr, c, scale = crop // model.scale, model.channels, model.scale
+  macs = lr * lr * model.first_kernel ** 2 * 3 * c          # First conv.
+  macs += (2 * model.num_blocks + 1) * lr * lr * 9 * c * c  # Trunk.
+  side = lr
+  for _ in range({2: 1, 3: 1, 4: 2, 8: 3}[scale]):
+    r = 3 if scale == 3 else 2
+    macs += side * side * 9 * c * c * r * r
+    side *= r
+  macs += 2 * side * side * model.head_kernel ** 2 * c * 3  # Two heads.
+  first = lr * lr * model.first_kernel ** 2 * 3 * c
+  return 2.0 * batch * (3 * macs - first)
+
+
+def cpu_name() -> str:
+  try:
+    for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
+      if line.startswith('model name'):
+        return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def device_name() -> str:
+  dev = jax.devices()[0]
+  if dev.platform == 'cpu':
+    return f'cpu ({cpu_name()}, {os.cpu_count()} cores)'
+  return f'{dev.platform} ({dev.device_kind})'
+
+
+class TorchWorker:
+  """benchmarks/torch_reference.py --serve in a child process."""
+
+  def __init__(self, losses_, args):
+    device = 'cuda' if jax.devices()[0].platform == 'gpu' else 'cpu'
+    cmd = [sys.executable, str(ROOT / 'benchmarks' / 'torch_reference.py'),
+           '--serve', f'--losses={",".join(losses_)}',
+           f'--batch={args.batch}', f'--crop={args.crop}',
+           f'--device={device}',
+           '--channels_last' if args.torch_channels_last
+           else '--no-channels_last']
+    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+    line = self.proc.stdout.readline()
+    if not line:
+      raise RuntimeError('the PyTorch reference failed to start (see above)')
+    self.info = json.loads(line)
+    self.info['device'] = device
+    self.info['memory_format'] = ('channels_last' if args.torch_channels_last
+                                  else 'NCHW')
+
+  def run(self, loss: str, n: int) -> float:
+    self.proc.stdin.write(f'{loss} {n}\n')
+    self.proc.stdin.flush()
+    return float(self.proc.stdout.readline())
+
+  def close(self):
+    self.proc.stdin.close()
+    self.proc.wait(timeout=60)
+
+
+def torch_available() -> bool:
+  try:
+    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    return True
+  except ImportError:
+    return False
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--losses', default=','.join(OPTIONS))
   parser.add_argument('--steps', type=int, default=5,
-                      help='timed steps per loss per round')
+                      help='timed steps per entry per round')
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--batch', type=int, default=16)
   parser.add_argument('--crop', type=int, default=96)
+  parser.add_argument('--dtype', default='float32',
+                      help="model.compute_dtype ('bfloat16': mixed precision)")
+  parser.add_argument('--reference', default='auto',
+                      choices=['auto', 'torch', 'none'])
+  parser.add_argument('--torch_channels_last',
+                      action=argparse.BooleanOptionalAction, default=True)
   parser.add_argument('--peak_tflops', type=float, default=None,
-                      help='device peak (e.g. 989 for H100 bf16 dense)')
+                      help='device peak for MFU (default: known GPUs)')
+  parser.add_argument('--label', default='', help='free text for the JSON')
   parser.add_argument('--json', default=None)
   args = parser.parse_args()
+  names = [n for n in args.losses.split(',') if n]
+  for n in names:
+    if n not in OPTIONS:
+      sys.exit(f'error: --losses: unknown {n!r}; choose from {list(OPTIONS)}')
 
   config = base.get_config()
+  config.model.compute_dtype = args.dtype
   graphdef, params, model_state, init = train.model_and_state_fn(config)
   tx = train.make_optimizer(config.optimizer)
   schedule = train.make_schedule(config.optimizer)
@@ -59,46 +160,98 @@ def main():
   batch = {'hr': jnp.asarray(rng.integers(
       0, 256, (args.batch, args.crop, args.crop, 3), dtype=np.uint8))}
   steps, states, results = {}, {}, {}
-  for name, options in LOSSES.items():
-    step = jax.jit(train.make_train_step(
-        graphdef, tx, losses.make_pixel_loss(name, options), schedule,
-        scale=4, round_lr=True, attention_units='[-1,1]'))
+  for name in names:
     state = jax.jit(init)(params, model_state)
     t = time.perf_counter()
+    step = jax.jit(train.make_train_step(
+        graphdef, tx, losses.make_pixel_loss(name, OPTIONS[name]), schedule,
+        scale=4, round_lr=True, attention_units='[-1,1]')
+                   ).lower(state, batch).compile()
     state, m = step(state, batch)
     jax.block_until_ready(m)
     results[name] = {'compile_s': time.perf_counter() - t,
-                     'flops_per_step': step_flops(step, state, batch),
-                     'times': []}
+                     'flops_per_step': compiled_flops(step), 'times': []}
+    state, m = step(state, batch)  # One warm step after compilation.
+    jax.block_until_ready(m)
     steps[name], states[name] = step, state
+
+  torch_losses = [n for n in ('mse', 'gram') if n in names]
+  worker = None
+  if args.reference == 'torch' or (args.reference == 'auto' and
+                                   torch_available() and torch_losses):
+    worker = TorchWorker(torch_losses, args)
+  torch_times = {n: [] for n in torch_losses} if worker else {}
+
   for _ in range(args.rounds):
-    for name in LOSSES:
+    for name in names:
       t = time.perf_counter()
       for _ in range(args.steps):
         states[name], m = steps[name](states[name], batch)
       jax.block_until_ready(m)
       results[name]['times'].append((time.perf_counter() - t) / args.steps)
+    time.sleep(0.2)  # Let this process's threads go idle before switching.
+    for name in torch_times:
+      torch_times[name].append(worker.run(name, args.steps) / args.steps)
+    time.sleep(0.2)
+  if worker:
+    worker.close()
+
   dev = jax.devices()[0]
-  report = {'device': f'{dev.platform} ({dev.device_kind})',
-            'devices': jax.device_count(), 'batch': args.batch,
-            'crop': args.crop, 'losses': {}}
-  mse_time = float(np.median(results['mse']['times']))
+  peak = args.peak_tflops or next(
+      (v for k, v in PEAKS.items() if k in dev.device_kind), None)
+  report = {'label': args.label, 'device': device_name(),
+            'devices': jax.device_count(), 'jax': jax.__version__,
+            'xla_flags': os.environ.get('XLA_FLAGS', ''),
+            'batch': args.batch, 'crop': args.crop, 'dtype': args.dtype,
+            'steps_per_round': args.steps, 'rounds': args.rounds,
+            'peak_tflops': peak, 'losses': {}}
+  flops = model_flops(config.model, args.batch, args.crop)
+  base_name = 'mse' if 'mse' in names else names[0]
+  base_time = float(np.median(results[base_name]['times']))
   for name, r in results.items():
     t = float(np.median(r['times']))
-    entry = {'ms_per_step': 1e3 * t, 'images_per_s': args.batch / t,
-             'compile_s': r['compile_s'], 'ratio_to_mse': t / mse_time,
-             'gflops_per_step': (r['flops_per_step'] or 0) / 1e9 or None}
-    if args.peak_tflops and r['flops_per_step']:
-      entry['mfu'] = r['flops_per_step'] / t / (args.peak_tflops * 1e12)
+    entry = {'ms_per_step': 1e3 * t, 'steps_per_s': 1.0 / t,
+             'images_per_s': args.batch / t, 'compile_s': r['compile_s'],
+             f'ratio_to_{base_name}': t / base_time,
+             'xla_gflops_per_step': (r['flops_per_step'] or 0) / 1e9 or None,
+             'model_gflops_per_step': flops / 1e9,
+             'model_tflops_per_s': flops / t / 1e12}
+    if peak:
+      entry['mfu'] = flops / t / (peak * 1e12)
     report['losses'][name] = entry
+  report['overhead'] = {f'{n}_over_{base_name}':
+                        report['losses'][n][f'ratio_to_{base_name}']
+                        for n in names if n != base_name}
+  if worker:
+    ref = {'framework': f'torch {worker.info["torch"]}',
+           'device': worker.info['device'],
+           'memory_format': worker.info['memory_format'],
+           'threads': worker.info['threads'], 'losses': {}}
+    for name, times in torch_times.items():
+      t = float(np.median(times))
+      ref['losses'][name] = {
+          'ms_per_step': 1e3 * t, 'images_per_s': args.batch / t,
+          'gramjax_time_over_torch':
+              report['losses'][name]['ms_per_step'] / (1e3 * t)}
+    report['reference'] = ref
+
   print(json.dumps(report, indent=2))
-  print(f'\npaper SRResNet x4, batch {args.batch} x {args.crop} px on '
-        f'{report["device"]}:')
-  print(f'{"loss":<14}{"ms/step":>10}{"img/s":>9}{"vs mse":>8}'
-        f'{"compile s":>11}')
+  print(f'\npaper SRResNet x4, batch {args.batch} x {args.crop} px, '
+        f'{args.dtype}, on {report["device"]}'
+        f'{" with XLA_FLAGS=" + report["xla_flags"] if report["xla_flags"] else ""}:')
+  print(f'{"loss":<14}{"ms/step":>10}{"img/s":>9}{"vs " + base_name:>8}'
+        f'{"compile s":>11}{"TFLOP/s":>9}{"MFU":>8}')
   for name, e in report['losses'].items():
+    mfu = f'{100 * e["mfu"]:.1f}%' if 'mfu' in e else '-'
     print(f'{name:<14}{e["ms_per_step"]:>10.1f}{e["images_per_s"]:>9.2f}'
-          f'{e["ratio_to_mse"]:>8.3f}{e["compile_s"]:>11.1f}')
+          f'{e[f"ratio_to_{base_name}"]:>8.3f}{e["compile_s"]:>11.1f}'
+          f'{e["model_tflops_per_s"]:>9.2f}{mfu:>8}')
+  if worker:
+    print(f'PyTorch reference ({report["reference"]["framework"]}, '
+          f'{report["reference"]["memory_format"]}, eager):')
+    for name, e in report['reference']['losses'].items():
+      print(f'{name:<14}{e["ms_per_step"]:>10.1f}{e["images_per_s"]:>9.2f}'
+            f'   gramjax/torch time {e["gramjax_time_over_torch"]:.2f}')
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(report, indent=2))
 

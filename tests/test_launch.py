@@ -22,10 +22,11 @@ import pytest
 
 from gramjax import inference
 from tests.conftest import REPO
+from tests.conftest import shared_data
 
 LAUNCH = REPO / 'launch'
 SCRIPTS = ['single_host.sh', 'local_multiprocess.sh', 'slurm_gpu.sbatch',
-           'tpu_pod.sh']
+           'tpu_pod.sh', 'reproduce_table1.sh']
 # A tiny model on the demo's built-in photos: seconds per run on a CPU.
 TINY = ['--config.model.num_blocks=1', '--config.model.channels=8',
         '--config.data.crop_size=32', '--config.batch_size=4',
@@ -394,3 +395,79 @@ def test_two_processes_killed_and_resumed_match_an_uninterrupted_run(
   for x, y in zip(ma, mb):
     for key in x.keys() - {'steps_per_sec'}:
       assert x[key] == y[key], (x['step'], key, x[key], y[key])
+
+
+# --- reproduce_table1.sh --------------------------------------------------------
+
+
+def test_reproduce_dry_run_lists_data_trainings_and_report():
+  r = bash(LAUNCH / 'reproduce_table1.sh', 'runs/t1',
+           env=clean_env(DRY_RUN='1'))
+  assert r.returncode == 0, r.stderr
+  cmds = [l[2:] for l in r.stderr.splitlines() if l.startswith('+ ')]
+  assert cmds[0].startswith('python -m gramjax.download --dataset=div2k')
+  assert cmds[1].startswith('python -m gramjax.prepare')
+  trained = [shlex.split(c)[1] for c in cmds if 'single_host.sh' in c]
+  assert trained == [f'configs/{n}.py' for n in
+                     ('mse', 'mle', 'gram', 'loss_rescale', 'beta_nll')]
+  report = shlex.split(cmds[-1])
+  assert report[:3] == ['python', '-m', 'gramjax.report']
+  assert '--baseline=mse' in report
+  data = next(a for a in report if a.startswith('--data=')).split(',')
+  assert [d.split('/')[-2] for d in data] == [
+      'Set5', 'Set14', 'B100', 'Urban100', 'DIV2K']  # DIV2K/DIV2K_valid_HR
+  assert not (REPO / 'runs' / 't1').exists()  # A dry run writes nothing.
+
+
+def test_reproduce_slurm_dry_run_chains_the_report_after_the_trainings():
+  r = bash(LAUNCH / 'reproduce_table1.sh', 'runs/t1',
+           env=clean_env(DRY_RUN='1', SLURM='1', LOSSES='mse gram'))
+  assert r.returncode == 0, r.stderr
+  cmds = [shlex.split(l[2:]) for l in r.stderr.splitlines()
+          if l.startswith('+ sbatch')]
+  assert len(cmds) == 3
+  for cmd, loss in zip(cmds, ('mse', 'gram')):
+    assert '--gpus-per-node=1' in cmd
+    assert cmd[-3:-1] == [f'configs/{loss}.py', f'runs/t1/{loss}']
+  assert '--dependency=afterok:JOB_mse:JOB_gram' in cmds[2]
+
+
+def test_reproduce_refuses_an_unknown_loss():
+  r = bash(LAUNCH / 'reproduce_table1.sh',
+           env=clean_env(DRY_RUN='1', LOSSES='mse nope'))
+  assert r.returncode == 64
+  assert 'configs/nope.py' in r.stderr
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end_on_a_small_fake_div2k(tmp_path):
+  """The whole recipe, download aside, with tiny models: a DIV2K-shaped
+  folder of 4 real photos, prepare, two trainings, the report on Set5."""
+  photos = sorted(shared_data('SunHays80').glob('*.jpg'))[:4]
+  set5 = shared_data('Set5')
+  data = tmp_path / 'data'
+  (data / 'DIV2K' / 'DIV2K_train_HR').mkdir(parents=True)
+  for p in photos:
+    shutil.copy(p, data / 'DIV2K' / 'DIV2K_train_HR' / p.name)
+  runs = tmp_path / 'runs'
+  env = clean_env(DATA=str(data), DOWNLOAD='0', LOSSES='mse gram',
+                  EVAL_DATA=str(set5), EXTRA_ARGS=' '.join(
+                      TINY + ['--config.total_steps=3',
+                              '--config.checkpoint_every=3',
+                              '--config.log_every=1']))
+  r = bash(LAUNCH / 'reproduce_table1.sh', runs, env=env, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert (data / 'DIV2K' / 'prepared_x4').is_dir()
+  for loss in ('mse', 'gram'):
+    assert checkpoint_steps(runs / loss) == [3]
+    assert (runs / loss / 'train.log').exists()
+  table = (runs / 'table1.md').read_text()
+  header = next(l for l in table.splitlines() if l.startswith('| Dataset'))
+  assert header.split('|')[2:5] == [' Bicubic ', ' mse ', ' gram ']
+  entries = json.loads((runs / 'table1.json').read_text())
+  assert entries['Bicubic']['Set5']['images'] == 5
+  # A second run resumes: nothing is trained again, the table is rewritten.
+  before = (runs / 'mse' / 'metrics.jsonl').read_text()
+  r = bash(LAUNCH / 'reproduce_table1.sh', runs, env=env, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert (runs / 'mse' / 'metrics.jsonl').read_text() == before
