@@ -222,6 +222,11 @@ def main():
   report['overhead'] = {f'{n}_over_{base_name}':
                         report['losses'][n][f'ratio_to_{base_name}']
                         for n in names if n != base_name}
+  if 'nll' in names:  # Against the plain NLL, which has the same two heads.
+    nll_ms = report['losses']['nll']['ms_per_step']
+    report['overhead'].update({
+        f'{n}_over_nll': report['losses'][n]['ms_per_step'] / nll_ms
+        for n in names if n not in ('nll', 'mse')})
   if worker:
     ref = {'framework': f'torch {worker.info["torch"]}',
            'device': worker.info['device'],

@@ -2,11 +2,14 @@
 # The GPU figures quoted in README and docs/benchmarks.md, in one script:
 #   benchmarks/gpu_benchmarks.sh OUTDIR
 # 1. train step per loss (fp32 and bf16) with MFU, and the PyTorch reference
-#    in the same run (if torch is installed);
+#    in the same run (if torch is installed), at the paper's batch 16 and
+#    at batch 128;
 # 2. a real training run of configs/gram.py (input pipeline, metrics and
 #    checkpointing included) on the built-in photos: the steps/s behind the
 #    wall-time estimates of launch/reproduce_table1.sh;
-# 3. predict, 256x256 -> 1024x1024, tiled and untiled.
+# 3. the data path (bench_data.py: LR degradation, pipeline supply against
+#    the step's demand);
+# 4. predict, 256x256 -> 1024x1024, tiled and untiled (SKIP_PREDICT=1: not).
 # Each part writes its JSON/log to OUTDIR; a failing part does not stop the
 # others. QUICK=1 shrinks everything (a rehearsal on a CPU).
 set -u
@@ -15,29 +18,39 @@ mkdir -p "$out"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 if [[ "${QUICK:-0}" == 1 ]]; then
-  B="--batch=2 --crop=32 --steps=1 --rounds=1"; T=3; P="--size=32 --repeats=1"
+  B="--crop=32 --steps=1 --rounds=1"; S=2; L=4; T=3
+  P="--size=32 --repeats=1"; D="--repeats=2 --steps=2"
 else
-  B="--steps=20 --rounds=3"; T=300; P="--size=256 --repeats=3"
+  B="--steps=20 --rounds=3"; S=16; L=128; T=600
+  P="--size=256 --repeats=3"; D=""
 fi
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true) \
   > "$out/gpu.txt" 2>&1
 python3 -c 'import jax; print(jax.__version__, jax.devices())' >> "$out/gpu.txt" 2>&1
 cat "$out/gpu.txt"
 
-echo "== train step, float32, with the PyTorch reference"
-python3 benchmarks/bench_train.py --losses=mse,nll,gram,gram_vjp $B \
+echo "== train step, float32, batch $S, with the PyTorch reference"
+python3 benchmarks/bench_train.py $B --batch=$S \
   --json="$out/train_fp32.json" --label=fp32 2>&1 | tail -12
-echo "== train step, bfloat16 compute"
-python3 benchmarks/bench_train.py --losses=mse,gram $B --dtype=bfloat16 \
-  --reference=none --json="$out/train_bf16.json" --label=bf16 2>&1 | tail -6
+echo "== train step, float32 and bfloat16, batch $L"
+python3 benchmarks/bench_train.py --losses=mse,gram $B --batch=$L \
+  --json="$out/train_fp32_b$L.json" --label=fp32 2>&1 | tail -7
+python3 benchmarks/bench_train.py --losses=mse,gram $B --batch=$L \
+  --dtype=bfloat16 --reference=none --json="$out/train_bf16_b$L.json" \
+  --label=bf16 2>&1 | tail -4
 echo "== a real run: configs/gram.py on the built-in photos"
 rm -rf /tmp/gram_gpu_run
 timeout 240 python3 -m gramjax.main --config=configs/gram.py \
   --workdir=/tmp/gram_gpu_run --config.data.train_dir=builtin:skimage \
-  --config.total_steps=$T --config.log_every=$(( T > 100 ? 100 : 1 )) \
+  --config.total_steps=$T --config.log_every=$(( T > 200 ? 200 : 1 )) \
   --config.checkpoint_every=100000 --config.tensorboard=False \
   > "$out/train_run.log" 2>&1
 tail -4 "$out/train_run.log"
 cp /tmp/gram_gpu_run/metrics.jsonl "$out/train_run_metrics.jsonl" 2>/dev/null
-echo "== predict"
-python3 benchmarks/bench_predict.py $P --json="$out/predict.json" 2>&1 | tail -5
+echo "== data path"
+python3 benchmarks/bench_data.py $D > "$out/data.txt" 2>&1
+cat "$out/data.txt"
+if [[ ${SKIP_PREDICT:-0} != 1 ]]; then
+  echo "== predict"
+  python3 benchmarks/bench_predict.py $P --json="$out/predict.json" 2>&1 | tail -5
+fi
