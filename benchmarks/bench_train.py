@@ -54,21 +54,31 @@ def compiled_flops(compiled) -> float | None:
     return None
 
 
-def model_flops(model, batch: int, crop: int) -> float:
+def model_flops(model, batch: int, crop: int, count_padding: bool = True
+                ) -> float:
   """Analytic FLOPs of one train step of the SRResNet: 2 x MACs of every
   convolution, times 3 for forward + backward (input and kernel gradients;
-  the LR input's gradient, which nobody computes, is subtracted)."""
+  the LR input's gradient, which nobody computes, is left out). With
+  ``count_padding=False`` only taps inside the image count (what XLA's
+  cost analysis counts); MFU uses the usual dense count."""
+
+  def macs(side, k, cin, cout):
+    if count_padding:
+      taps = side * side * k * k
+    else:  # In-bounds taps of a 'SAME' k x k window, per axis, squared.
+      taps = sum(min(side, i + k // 2 + 1) - max(0, i - k // 2)
+                 for i in range(side)) ** 2
+    return taps * cin * cout
+
   lr, c, scale = crop // model.scale, model.channels, model.scale
-  macs = lr * lr * model.first_kernel ** 2 * 3 * c          # First conv.
-  macs += (2 * model.num_blocks + 1) * lr * lr * 9 * c * c  # Trunk.
-  side = lr
+  first = macs(lr, model.first_kernel, 3, c)
+  total = first + (2 * model.num_blocks + 1) * macs(lr, 3, c, c)  # Trunk.
+  side, r = lr, (3 if scale == 3 else 2)
   for _ in range({2: 1, 3: 1, 4: 2, 8: 3}[scale]):
-    r = 3 if scale == 3 else 2
-    macs += side * side * 9 * c * c * r * r
+    total += macs(side, 3, c, c * r * r)
     side *= r
-  macs += 2 * side * side * model.head_kernel ** 2 * c * 3  # Two heads.
-  first = lr * lr * model.first_kernel ** 2 * 3 * c
-  return 2.0 * batch * (3 * macs - first)
+  total += 2 * macs(side, model.head_kernel, c, 3)  # Mean and log-variance.
+  return 2.0 * batch * (3 * total - first)
 
 
 def cpu_name() -> str:
