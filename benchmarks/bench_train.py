@@ -28,12 +28,31 @@ import time
 # Leave GPU memory to the PyTorch process that runs beside this one.
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
+
+def _early_int(flag: str, default: int) -> int:
+  """A flag that must act before JAX starts (parsed again by argparse)."""
+  for i, arg in enumerate(sys.argv):
+    if arg.startswith(flag + '='):
+      return int(arg.split('=', 1)[1])
+    if arg == flag and i + 1 < len(sys.argv):
+      return int(sys.argv[i + 1])
+  return default
+
+
+# As training does (config.cpu_devices): split a CPU host into devices.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from gramjax import distributed  # noqa: E402
+
+CPU_DEVICES = distributed.configure_cpu_devices(
+    _early_int('--cpu_devices', 0), _early_int('--batch', 16))
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from configs import base  # noqa: E402
 from gramjax import losses  # noqa: E402
 from gramjax import train  # noqa: E402
@@ -145,6 +164,9 @@ def main():
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--batch', type=int, default=16)
   parser.add_argument('--crop', type=int, default=96)
+  parser.add_argument('--cpu_devices', type=int, default=0,
+                      help='as config.cpu_devices: CPU devices to split the '
+                      'batch over (0: one per core; 1: one device)')
   parser.add_argument('--dtype', default='float32',
                       help="model.compute_dtype ('bfloat16': mixed precision)")
   parser.add_argument('--reference', default='auto',
@@ -166,12 +188,17 @@ def main():
   graphdef, params, model_state, init = train.model_and_state_fn(config)
   tx = train.make_optimizer(config.optimizer)
   schedule = train.make_schedule(config.optimizer)
+  # The training loop's layout: batch split over a 1-D mesh of every
+  # device, state replicated.
+  mesh = train.create_mesh()
+  replicated = NamedSharding(mesh, P())
   rng = np.random.default_rng(0)
-  batch = {'hr': jnp.asarray(rng.integers(
-      0, 256, (args.batch, args.crop, args.crop, 3), dtype=np.uint8))}
+  batch = {'hr': jax.device_put(rng.integers(
+      0, 256, (args.batch, args.crop, args.crop, 3), dtype=np.uint8),
+                                NamedSharding(mesh, P('data')))}
   steps, states, results = {}, {}, {}
   for name in names:
-    state = jax.jit(init)(params, model_state)
+    state = jax.jit(init, out_shardings=replicated)(params, model_state)
     t = time.perf_counter()
     step = jax.jit(train.make_train_step(
         graphdef, tx, losses.make_pixel_loss(name, OPTIONS[name]), schedule,
@@ -211,6 +238,7 @@ def main():
       (v for k, v in PEAKS.items() if k in dev.device_kind), None)
   report = {'label': args.label, 'device': device_name(),
             'devices': jax.device_count(), 'jax': jax.__version__,
+            'cpu_devices': CPU_DEVICES,
             'xla_flags': os.environ.get('XLA_FLAGS', ''),
             'batch': args.batch, 'crop': args.crop, 'dtype': args.dtype,
             'steps_per_round': args.steps, 'rounds': args.rounds,
@@ -253,6 +281,7 @@ def main():
   print(json.dumps(report, indent=2))
   print(f'\npaper SRResNet x4, batch {args.batch} x {args.crop} px, '
         f'{args.dtype}, on {report["device"]}'
+        f'{f" split over {jax.device_count()} devices" if jax.device_count() > 1 else ""}'
         f'{" with XLA_FLAGS=" + report["xla_flags"] if report["xla_flags"] else ""}:')
   print(f'{"loss":<14}{"ms/step":>10}{"img/s":>9}{"vs " + base_name:>8}'
         f'{"compile s":>11}{"TFLOP/s":>9}{"MFU":>8}')

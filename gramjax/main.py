@@ -43,7 +43,9 @@ def main(argv):
       config.get('seed')  # A file that failed to load raises on first use.
     except (AttributeError, KeyError, OSError, TypeError, ValueError) as e:
       raise UserError(f'--config: {_one_line(e)}') from e
-    distributed.initialize()  # Before anything touches a device.
+    # Both before anything touches a device.
+    distributed.configure_cpu_devices(config.cpu_devices, config.batch_size)
+    distributed.initialize()
     train.train_and_evaluate(config, _WORKDIR.value,
                              allow_config_change=_ALLOW_CONFIG_CHANGE.value)
 

@@ -302,7 +302,7 @@ def write_samples(predictor, config, outdir: pathlib.Path) -> list[dict]:
 RESUMABLE_CHANGES = frozenset({
     'total_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints',
     'tensorboard', 'nan_policy', 'data.num_threads', 'data.sample_images',
-    'data.prepared_dir'})
+    'data.prepared_dir', 'cpu_devices'})
 
 
 # Keys that change the shapes or structure of the train state: a checkpoint

@@ -78,12 +78,17 @@ def test_reproduce_report_verdicts():
              'gram': {0: entry(29.95), 1: entry(30.15)}}
   (line,) = rep.ordering(results, ['mse', 'mle', 'gram'], seeds, folders)
   assert 'MLE is below MSE in every seed' in line
+  (verdict,) = rep.summary(results, ['mse', 'mle', 'gram'], seeds, folders)
+  assert 'holds here, GRAM within 0.1 dB' in verdict
   assert 'MLE is below GRAM in every seed' in line
   assert 'GRAM is within 0.1 dB of MSE in every seed' in line
   results['gram'][1] = entry(29.81)  # Below MLE in seed 1, 0.29 dB off MSE.
   (line,) = rep.ordering(results, ['mse', 'mle', 'gram'], seeds, folders)
   assert 'MLE is not below GRAM' in line
   assert 'GRAM is not within 0.1 dB' in line
+  (verdict,) = rep.summary(results, ['mse', 'mle', 'gram'], seeds, folders)
+  assert 'below GRAM NOT in every one' in verdict
+  assert 'does NOT hold here' in verdict
   table = rep.table_one(results, ['mse', 'mle', 'gram'], seeds, folders)
   row = table.splitlines()[-1].split('|')
   # GRAM: mean 29.88, sd of (29.95, 29.81), mean difference from MSE.

@@ -128,3 +128,68 @@ def test_bfloat16_compute_keeps_float32_parameters(tmp_path):
   leaves = jax.tree.leaves(state.params) + jax.tree.leaves(state.opt_state)
   assert all(x.dtype in (jnp.float32, jnp.int32) for x in leaves)
   assert all(np.isfinite(l) for l in losses(tmp_path))
+
+
+# --- config.cpu_devices ----------------------------------------------------
+
+
+@pytest.fixture
+def single_process(monkeypatch):
+  for k in ('JAX_COORDINATOR_ADDRESS', 'SLURM_STEP_ID',
+            'TPU_WORKER_HOSTNAMES', 'XLA_FLAGS'):
+    monkeypatch.delenv(k, raising=False)
+  return monkeypatch
+
+
+@pytest.mark.parametrize('requested,cores,batch,devices', [
+    (0, 2, 16, 2), (0, 4, 6, 3), (0, 2, 3, 1), (0, 64, 16, 8), (1, 4, 16, 1),
+    (4, 2, 16, 4)])
+def test_cpu_devices_count(single_process, requested, cores, batch, devices):
+  single_process.setattr(distributed, 'usable_cores', lambda: cores)
+  single_process.setenv('XLA_FLAGS', '--xla_cpu_enable_fast_math=false')
+  assert distributed.configure_cpu_devices(requested, batch) == devices
+  flags = os.environ['XLA_FLAGS']
+  assert flags.startswith('--xla_cpu_enable_fast_math=false')  # Kept.
+  assert (f'--xla_force_host_platform_device_count={devices}' in flags) == (
+      devices > 1)
+
+
+@pytest.mark.parametrize('env', [
+    {'XLA_FLAGS': '--xla_force_host_platform_device_count=8'},  # Explicit.
+    {'JAX_COORDINATOR_ADDRESS': '127.0.0.1:1'},  # Multi-process.
+    {'SLURM_JOB_ID': '7', 'SLURM_STEP_ID': '0'}])
+def test_cpu_devices_leave_explicit_and_multiprocess_settings(single_process,
+                                                              env):
+  for k, v in env.items():
+    single_process.setenv(k, v)
+  before = os.environ.get('XLA_FLAGS')
+  assert distributed.configure_cpu_devices(0, 16) is None
+  assert os.environ.get('XLA_FLAGS') == before
+
+
+@pytest.mark.parametrize('requested,message', [
+    (3, 'config.cpu_devices=3 does not divide config.batch_size=16'),
+    (-1, 'config.cpu_devices=-1 must be >= 0')])
+def test_cpu_devices_errors_name_the_key(single_process, requested, message):
+  with pytest.raises(UserError, match=message):
+    distributed.configure_cpu_devices(requested, 16)
+
+
+def test_training_splits_the_cpu_by_default(tmp_path):
+  """Through the command line: the log shows one device per core (two on
+  the CI machine), and --config.cpu_devices=1 keeps one."""
+  cores = min(distributed.usable_cores(), 8)
+  expected = max(d for d in range(1, cores + 1) if 4 % d == 0)
+  for requested, devices in ((0, expected), (1, 1)):
+    env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+    env['JAX_PLATFORMS'] = 'cpu'
+    r = subprocess.run(
+        [sys.executable, '-m', 'gramjax.main', '--config=configs/demo.py',
+         f'--workdir={tmp_path / str(requested)}', '--config.total_steps=1',
+         '--config.batch_size=4', '--config.model.num_blocks=1',
+         '--config.model.channels=8', '--config.data.crop_size=32',
+         '--config.data.sample_images=', '--config.tensorboard=False',
+         f'--config.cpu_devices={requested}'],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f'{devices} local of {devices} cpu devices' in r.stderr
