@@ -235,6 +235,11 @@ def main():
   p.add_argument('--data', default='../shared/data/Set5,../shared/data/Set14')
   p.add_argument('--runs', default='runs/cpu_scale')
   p.add_argument('--out', default='docs/results.md')
+  # The Fig. 3-style comparison holds crops of the benchmark images, which
+  # must not be committed: off for the docs, on for your own runs.
+  p.add_argument('--fig_images', type=int, default=0,
+                 help='images per dataset in a Fig. 3-style comparison '
+                 'figure (crops of the HR images; 0: none)')
   p.add_argument('--steps', type=int, default=0,
                  help='override total_steps (smoke test); 0: the config\'s')
   args = p.parse_args()
@@ -302,7 +307,7 @@ def main():
   fig_dir = out.parent / f'{out.stem}_figures'
   written, note = report.write_figures(
       predictors, per_image, folders, scale=config.model.scale, tile=128,
-      directory=fig_dir, fig_images=1)
+      directory=fig_dir, fig_images=args.fig_images)
   pictures = [f'![{title}]({os.path.relpath(path, out.parent)})'
               for title, path in written] + ([note] if note else [])
 
