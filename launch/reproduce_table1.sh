@@ -19,10 +19,11 @@
 #
 # Expected wall time, measured (benchmarks/gpu_benchmarks.sh, docs/
 # benchmarks.md): on one NVIDIA H200 a real run of configs/gram.py trains at
-# about 150 steps/s, so each model's 3e5 steps take about 35 minutes and all
+# about 140 steps/s, so each model's 3e5 steps take about 35 minutes and all
 # five about 3 hours, plus the download (about 4 GB) and the evaluation
-# (tens of minutes). On the 2-core CPU of our development machine a step
-# takes about 3 s: 10 days per model (use docs/results.md's CPU-scale family).
+# (tens of minutes). On the 2-core CPU of our development machine a GRAM
+# step takes about 1.3 s: 4.5 days per model (docs/results.md uses a
+# CPU-scale family instead).
 #
 # Environment:
 #   DATA=data        where the datasets live (or go)
