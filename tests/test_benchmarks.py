@@ -48,9 +48,10 @@ def test_model_flops_match_xla_cost_analysis(bench_train, blocks, channels,
   xla = bench_train.compiled_flops(step.lower(state, batch).compile())
   if xla is None:
     pytest.skip('this backend reports no FLOPs')
-  # XLA counts in-bounds taps only.
+  # XLA counts in-bounds taps only, plus the elementwise work (1-2 %): it
+  # can only be above ours, and not by much.
   ours = bench_train.model_flops(config.model, 2, crop, count_padding=False)
-  assert ours == pytest.approx(xla, rel=0.03)
+  assert ours <= xla <= 1.03 * ours
   # The dense count (MFU's) only adds the padding taps.
   assert bench_train.model_flops(config.model, 2, crop) > ours
 
