@@ -5,17 +5,26 @@ TrainState pytree, ``data`` this process's grain iterator state (so a resumed
 run sees exactly the batches it would have seen), ``config`` the config the
 run was started with (JSON). Saves are atomic: a run killed mid-save leaves
 the previous step intact.
+
+Also here: the rules for resuming a workdir with a changed config, and the
+preemption signals (SIGTERM/SIGINT, orbax's preemption notice) that make a
+run save and stop.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
+import signal
+import threading
 from typing import Any
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+
+from gramjax.errors import UserError
 
 
 class Checkpoints:
@@ -38,15 +47,27 @@ class Checkpoints:
 
   def save(self, step: int, state: Any, data_iterator, config_dict: dict,
            *, force: bool = False) -> bool:
-    """Saves if ``step`` is due (or ``force``); returns whether it saved."""
+    """Saves if ``step`` is due (or ``force``, which also waits until the
+    save is complete); returns whether it saved. A failure (disk full,
+    permissions) is a ``UserError`` that names the last intact step."""
     if step in self.manager.all_steps():
       return False
     args = {'state': ocp.args.StandardSave(state),
             'config': ocp.args.JsonSave(config_dict)}
     if data_iterator is not None:
       args['data'] = grain.checkpoint.CheckpointSave(data_iterator)
-    return self.manager.save(step, args=ocp.args.Composite(**args),
-                             force=force)
+    try:
+      saved = self.manager.save(step, args=ocp.args.Composite(**args),
+                                force=force)
+      if force:
+        self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise UserError(
+          f'saving the checkpoint of step {step} in {self.directory} failed '
+          f'({type(e).__name__}: {e}); the last complete checkpoint is step '
+          f'{self.latest_step()}, intact: free space and run the same '
+          'command to resume from it') from e
+    return saved
 
   def restore(self, step: int, abstract_state: Any, data_iterator=None):
     """Restores the state (onto the shardings of ``abstract_state``) and, in
@@ -63,7 +84,13 @@ class Checkpoints:
     return dict(out['config'])
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    """Waits for a save in flight; its failure is a ``UserError``."""
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise UserError(f'finishing the checkpoint in {self.directory} failed '
+                      f'({type(e).__name__}: {e}); the last complete one is '
+                      f'step {self.latest_step()}') from e
 
   def close(self) -> None:
     self.manager.close()
@@ -76,3 +103,103 @@ def abstract_like(tree: Any) -> Any:
 
 def config_to_dict(config) -> dict:
   return json.loads(config.to_json_best_effort())
+
+
+# ------------------------------------------------------ resuming a workdir --
+
+# Keys that only change how a run is watched or how long it goes on: they
+# may differ from the checkpoint's config when resuming.
+RESUMABLE_CHANGES = frozenset({
+    'total_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints',
+    'tensorboard', 'nan_policy', 'data.num_threads', 'data.sample_images',
+    'data.prepared_dir', 'cpu_devices'})
+
+# Keys that change the shapes or structure of the train state: a checkpoint
+# made with other values cannot be restored into it.
+LAYOUT_KEYS = frozenset({
+    'model.name', 'model.scale', 'model.num_blocks', 'model.channels',
+    'model.in_channels', 'model.out_channels', 'model.activation',
+    'model.batch_norm', 'model.first_kernel', 'model.head_kernel',
+    'optimizer.grad_clip_norm'})
+
+
+def config_differences(saved: dict, current: dict, prefix: str = ''
+                       ) -> list[str]:
+  """'key: saved -> current' for every leaf that differs, except the
+  ``RESUMABLE_CHANGES`` (a flat list)."""
+  out = []
+  for key in sorted(set(saved) | set(current)):
+    name = f'{prefix}{key}'
+    a, b = saved.get(key, '<absent>'), current.get(key, '<absent>')
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += config_differences(a, b, f'{name}.')
+    elif a != b and name not in RESUMABLE_CHANGES:
+      out.append(f'{name}: {a!r} -> {b!r}')
+  return out
+
+
+def check_resume(saved: dict, current: dict, *, where: str, step: int,
+                 allow_config_change: bool) -> list[str]:
+  """The rules for resuming ``where`` (a workdir) at ``step`` with config
+  ``current``: returns the differences that are allowed (to log), or raises
+  a ``UserError`` naming the keys: any difference needs
+  ``allow_config_change``, and a layout change is never possible."""
+  diffs = config_differences(saved, current)
+  if diffs and not allow_config_change:
+    raise UserError(
+        f'--workdir={where} holds a checkpoint (step {step}) made with '
+        f'a different config: {"; ".join(diffs)}. Use a new workdir, or '
+        'pass --allow_config_change to resume with the new values')
+  layout = [d for d in diffs if d.split(':')[0] in LAYOUT_KEYS]
+  if layout:
+    raise UserError(
+        f'--workdir={where}: the checkpoint (step {step}) cannot hold '
+        f'the parameters of the new config ({"; ".join(layout)}); even '
+        'with --allow_config_change an architecture change needs a new '
+        'workdir')
+  return diffs
+
+
+# ----------------------------------------------------------- preemption --
+
+class StopRequest:
+  """SIGTERM/SIGINT -> finish the step, save, exit. A second signal falls
+  through to the default action (so Ctrl-C twice still kills).
+
+  With several processes, JAX's preemption service takes SIGTERM instead
+  and orbax's ``reached_preemption(step)`` makes every process stop at one
+  agreed step; ``reason(step)`` asks both.
+  """
+
+  def __init__(self, checkpoints: Checkpoints):
+    self.checkpoints = checkpoints
+    self.signal_name = None
+    self._previous = {}
+
+  def __enter__(self):
+    if (threading.current_thread() is threading.main_thread() and
+        jax.process_count() == 1):
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal_name = signal.Signals(signum).name
+    logging.warning('%s received: finishing this step and saving a '
+                    'checkpoint (send it again to stop at once)',
+                    self.signal_name)
+    signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+
+  def reason(self, step: int) -> str | None:
+    """Why to stop after ``step`` (a signal's name or 'preemption notice'),
+    or None to go on."""
+    if self.signal_name:
+      return self.signal_name
+    if self.checkpoints.manager.reached_preemption(step):
+      return 'preemption notice'
+    return None
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)

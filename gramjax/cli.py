@@ -1,17 +1,88 @@
-"""Conventions shared by the command-line tools: quiet library logs and
-bad input reported as one line (exit status 2) instead of a traceback."""
+"""What every command line shares: one flag framework (absl), one-line
+errors and one table of exit statuses (``gramjax.errors``).
+
+A command module defines its flags, calls ``flags.adopt_module_key_flags(
+cli)`` (so ``--help`` lists the shared ones) and ends with
+``cli.start(body)``: ``body()`` runs with flags parsed and returns nothing or
+an exit status. Bad flags, a config file that does not load, an unknown
+``--config.*`` key and every ``UserError`` become one ``error:`` line and
+exit status 2 (``--verbose``: a traceback and the library logs).
+"""
 
 from __future__ import annotations
 
 import logging
-import pathlib
+import os
 import sys
-import tempfile
 from typing import Callable
 
-from gramjax.errors import Preempted, UserError
+from absl import app
+from absl import flags
+
+from gramjax.errors import EXIT_USAGE, Preempted, UserError
+
+VERBOSE = flags.DEFINE_bool('verbose', False,
+                            'Show tracebacks and library logs.')
 
 _NOISY_PATHS = ('/orbax/', '/grain/', '/jax/_src/')
+
+
+def define_eval_flags() -> None:
+  """Flags shared by ``gramjax.evaluate`` and ``gramjax.report``."""
+  flags.DEFINE_string('data', None,
+                      'HR image folder(s), comma-separated (e.g. '
+                      '../shared/data/Set5,../shared/data/Set14).')
+  flags.DEFINE_integer('scale', 4, 'Upscaling factor; must match the '
+                       "model's (default: the model's for --workdir).")
+  flags.DEFINE_string('convention', 'standard',
+                      'How PSNR/SSIM are measured: standard (Y, shave = '
+                      'scale, 11x11 Gaussian SSIM; paper Table I) or '
+                      'official_code (Y, 10 px shave, 7x7 uniform SSIM).')
+  flags.DEFINE_integer('tile', 128, 'LR tile size for the model (0: whole '
+                       'image at once).')
+
+
+def given(name: str):
+  """A flag's value if it was given on the command line, else None."""
+  return flags.FLAGS[name].value if flags.FLAGS[name].present else None
+
+
+def usage_error(message: str) -> None:
+  """Prints ``error: message`` and exits with the usage status."""
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(EXIT_USAGE)
+
+
+def one_line(e: BaseException) -> str:
+  """An exception's message (often a quoted, nested KeyError from
+  ml_collections) as one line."""
+  text = str(e.args[0]) if e.args else str(e)
+  text = text.replace('\\n', ' ').replace("\\'", "'")
+  text = ' '.join(text.split())
+  while len(text) > 1 and text[0] == text[-1] and text[0] in '\'"':
+    text = text[1:-1].strip()
+  return text
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with every mistake one ``error:`` line, status 2."""
+  try:
+    rest = flags.FLAGS(argv)
+  except flags.UnrecognizedFlagError as e:
+    hint = ''
+    if e.flagname.startswith('config.') and 'config' in flags.FLAGS:
+      hint = ('; --config.KEY=VALUE overrides need --config=FILE first, and '
+              'KEY must exist in that config')
+    usage_error(f'{one_line(e)}{hint} (--help lists the flags)')
+  except flags.Error as e:
+    usage_error(f'{one_line(e)} (--help lists the flags)')
+  except (AttributeError, KeyError, OSError, TypeError, ValueError) as e:
+    # ml_collections' config_flags: a file that does not load, a bad key.
+    usage_error(f'--config: {one_line(e)}')
+  if len(rest) > 1:
+    usage_error(f'unexpected arguments {rest[1:]}: every input is a flag, '
+                '--name=value (--help lists them)')
+  return rest
 
 
 def _quiet_libraries(record: logging.LogRecord) -> bool:
@@ -21,36 +92,30 @@ def _quiet_libraries(record: logging.LogRecord) -> bool:
       n in record.pathname for n in _NOISY_PATHS)
 
 
-def run(body: Callable[[], object], *, verbose: bool) -> None:
-  """Runs ``body``; a ``UserError`` becomes ``error: ...`` on stderr and exit
-  status 2 (a traceback with ``verbose``, which also keeps library logs); a
-  ``Preempted`` run (checkpoint saved) exits with status 75."""
+def run(body: Callable[[], int | None], *, verbose: bool) -> int:
+  """Runs ``body`` and returns its exit status: a ``UserError`` becomes
+  ``error: ...`` on stderr and status 2 (raised again with ``verbose``); a
+  ``Preempted`` run (checkpoint saved) is status 75."""
   logging.getLogger('absl').setLevel(logging.INFO)
   if not verbose:
     for handler in logging.getLogger().handlers:  # absl's handler is root's.
       handler.addFilter(_quiet_libraries)
   try:
-    body()
+    return body() or 0
   except Preempted as e:
     print(f'stopped: {e}', file=sys.stderr)
-    sys.exit(e.exit_code)
+    return e.exit_code
   except UserError as e:
     if verbose:
       raise
     print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    return EXIT_USAGE
 
 
-def writable_dir(path: str | pathlib.Path, flag: str) -> pathlib.Path:
-  """Creates ``path`` if needed and proves it is writable; else a
-  ``UserError`` naming ``flag`` (e.g. '--workdir')."""
-  path = pathlib.Path(path)
-  if path.exists() and not path.is_dir():
-    raise UserError(f'{flag}={path}: exists and is not a folder')
-  try:
-    path.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=path):
-      pass
-  except OSError as e:
-    raise UserError(f'{flag}={path}: cannot write there ({e})') from e
-  return path
+def start(body: Callable[[], int | None]) -> None:
+  """The ``if __name__ == '__main__'`` of every command: parses the flags,
+  runs ``body`` under ``run`` and exits with its status."""
+  # configs/*.py import `configs.base`: make the repository root importable.
+  sys.path.insert(0, os.getcwd())
+  app.run(lambda argv: sys.exit(run(body, verbose=VERBOSE.value)),
+          flags_parser=parse_flags)

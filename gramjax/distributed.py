@@ -1,4 +1,5 @@
-"""Multi-process start-up on JAX's own runtime (``jax.distributed``).
+"""Multi-process start-up on JAX's own runtime (``jax.distributed``), the
+data-parallel mesh, and how a batch splits over processes and devices.
 
 Call ``initialize()`` once, before anything touches a JAX device. It is
 idempotent and picks the first that applies:
@@ -25,6 +26,7 @@ import os
 import socket
 
 import jax
+import numpy as np
 
 from gramjax.errors import UserError
 
@@ -153,3 +155,14 @@ def split_batch(global_batch: int) -> tuple[int, int]:
         f'devices ({n_proc} processes x {jax.local_device_count()} local); '
         f'use a multiple of {n_dev}')
   return global_batch // n_proc, global_batch // n_dev
+
+
+def create_mesh() -> jax.sharding.Mesh:
+  """A 1-D data-parallel mesh over every device of every process."""
+  return jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def local_value(x: jax.Array) -> np.ndarray:
+  """A replicated (possibly multi-process) array's value on this host."""
+  return np.asarray(x.addressable_data(0))

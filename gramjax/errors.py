@@ -1,4 +1,10 @@
-"""Errors that reach the user as one clear line (no traceback)."""
+"""Errors that reach the user as one clear line (no traceback), and the exit
+statuses every command line shares (README, "Exit statuses")."""
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1   # The command ran, but some inputs failed (named).
+EXIT_USAGE = 2         # Bad flag, config key, path or data: nothing done.
+EXIT_PREEMPTED = 75    # EX_TEMPFAIL: stopped after saving; run it again.
 
 
 class UserError(Exception):
@@ -9,7 +15,7 @@ class Preempted(Exception):
   """Training stopped on SIGTERM/SIGINT or a preemption notice after saving
   a checkpoint; re-running the same command resumes from it."""
 
-  exit_code = 75  # EX_TEMPFAIL: try again later.
+  exit_code = EXIT_PREEMPTED
 
   def __init__(self, step: int, reason: str):
     super().__init__(f'{reason}: saved a checkpoint at step {step}; run the '

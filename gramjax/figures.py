@@ -6,6 +6,9 @@
 * ``reliability_diagram`` and ``sparsification_plot``: line plots of the
   uncertainty metrics (``gramjax.uncertainty``); they need matplotlib
   (``pip install -e '.[plots]'``) and raise ``UserError`` saying so.
+* ``folder_plots`` (both plots of one folder for several models) and
+  ``comparison_views`` (what ``comparison_figure`` draws, from files):
+  what ``gramjax.evaluate --figures`` and ``gramjax.report`` write.
 
 Units: images are uint8 RGB in [0, 255]; sigma maps are in grey levels.
 """
@@ -19,6 +22,9 @@ from typing import Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from gramjax import data as data_lib
+from gramjax import evaluation
+from gramjax import pixels
 from gramjax import visualize
 from gramjax.errors import UserError
 
@@ -182,3 +188,46 @@ def _save(fig, plt, out_path) -> pathlib.Path:
   fig.savefig(out_path)
   plt.close(fig)
   return out_path
+
+
+# --------------------------------------------------- evaluation results --
+
+def folder_plots(results: Mapping[str, Sequence[evaluation.ImageResult]],
+                 folder: str, directory) -> list[tuple[str, pathlib.Path]]:
+  """A reliability diagram and a sparsification plot (Y channel) of one
+  folder with one line per model (``results[model]``: its per-image
+  results; models without uncertainty are left out). Returns
+  [(title, path)]; nothing when no model predicts uncertainty."""
+  curves = {name: evaluation.mean_curves(rs) for name, rs in results.items()}
+  curves = {n: c for n, c in curves.items() if c is not None}
+  if not curves:
+    return []
+  directory = pathlib.Path(directory)
+  stem = folder.replace('/', '_')
+  return [
+      (f'Reliability diagram, {folder} (Y)', reliability_diagram(
+          {n: (c['calibration']['expected'], c['calibration']['observed'])
+           for n, c in curves.items()},
+          directory / f'reliability_{stem}.png', title=f'{folder}, Y')),
+      (f'Sparsification, {folder} (Y)', sparsification_plot(
+          {n: c['sparsification'] for n, c in curves.items()},
+          directory / f'sparsification_{stem}.png', title=f'{folder}, Y'))]
+
+
+def comparison_views(predictors: Mapping[str, object],
+                     paths: Sequence[pathlib.Path], *, scale: int,
+                     tile: int) -> list[ImageView]:
+  """HR, bicubic and every model's mean and sigma for each HR file (the
+  evaluation protocol's LR), ready for ``comparison_figure``."""
+  views = []
+  for path in paths:
+    hr = pixels.crop_to_scale(data_lib.load_image(path), scale)
+    lr = pixels.make_lr(hr, scale)
+    models = []
+    for name, predictor in predictors.items():
+      mean, log_var = predictor(lr / 255.0, tile=tile)
+      models.append(ModelView(name, pixels.mean_to_uint8(mean),
+                              pixels.sigma_grey(log_var)))
+    views.append(ImageView(path.name, hr, pixels.upscale_bicubic(lr, scale),
+                           models))
+  return views

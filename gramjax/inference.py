@@ -1,15 +1,20 @@
 """Running a trained model: load a workdir, super-resolve images of any size.
 
-Large images are tiled: the LR input is cut into ``tile`` x ``tile`` tiles,
-each run with ``receptive_radius`` LR pixels of context on every side that
-is not an image border, and only each tile's centre is kept. Every kept
-output pixel then sees exactly the input it sees in an untiled run (zero
-padding happens only at true image borders), so the tiled result equals the
-untiled one up to float rounding, at bounded memory.
-
 Pixel ranges: the LR input is float in [0, 1]; ``mean`` comes back in
-[-1, 1] and ``log_var`` = log sigma^2 with sigma in [-1, 1] units (multiply
-sigma by 127.5 for grey levels).
+[-1, 1] and ``log_var`` = log sigma^2 with sigma in [-1, 1] units
+(``gramjax.pixels`` converts both to grey levels).
+
+Tiling (the only tiling code of gramjax): the LR input is cut into ``tile``
+x ``tile`` tiles, each run with the model's receptive radius of LR context
+on every side that is not an image border, and only each tile's centre is
+kept. Every kept output pixel then sees exactly the input it sees in an
+untiled run (zero padding happens only at true image borders), so the tiled
+result equals the untiled one up to float rounding, at bounded memory.
+
+    predictor = inference.load('runs/gram')           # latest checkpoint
+    mean, log_var = predictor(lr01)                   # (h, w, 3) in [0, 1]
+    sr = pixels.mean_to_uint8(mean)                   # uint8 (4h, 4w, 3)
+    sigma = pixels.sigma_grey(log_var)                # grey levels (4h, 4w)
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -26,22 +31,9 @@ import numpy as np
 from flax import nnx
 
 from gramjax import checkpoint as ckpt_lib
-from gramjax import train as train_lib
+from gramjax import models
+from gramjax import state as state_lib
 from gramjax.errors import UserError
-from gramjax.models.srresnet import _UPSAMPLE_STAGES
-
-
-def receptive_radius(model_config) -> int:
-  """Radius, in LR pixels, of the region of the input that one output pixel
-  of SRResNet depends on (rounded up, plus one pixel of margin)."""
-  m = model_config
-  radius = m.first_kernel // 2 + 2 * m.num_blocks + 1  # first, blocks, trunk
-  resolution = 1
-  for r in _UPSAMPLE_STAGES[m.scale]:
-    radius += 1 / resolution                          # 3x3 conv at this res.
-    resolution *= r
-  radius += (m.head_kernel // 2) / m.scale            # heads at HR.
-  return int(math.ceil(radius)) + 1
 
 
 def tile_windows(length: int, tile: int, halo: int):
@@ -59,9 +51,17 @@ def tile_windows(length: int, tile: int, halo: int):
     yield start, end, in_start, in_start + size
 
 
+def count_tiles(shape, tile: int) -> int:
+  """How many model calls an (h, w, ...) LR image takes at ``tile``."""
+  h, w = shape[:2]
+  if not tile or (h <= tile and w <= tile):
+    return 1
+  return math.ceil(h / tile) * math.ceil(w / tile)
+
+
 @dataclasses.dataclass
 class Predictor:
-  """A trained model ready to run; ``__call__`` tiles large inputs."""
+  """A trained model ready to run on LR images in [0, 1] of any size."""
   config: ml_collections.ConfigDict
   graphdef: Any
   params: Any
@@ -83,40 +83,59 @@ class Predictor:
 
   @property
   def radius(self) -> int:
-    return receptive_radius(self.config.model)
+    """The tiles' halo in LR pixels: the model's receptive radius."""
+    return models.receptive_radius(self.config.model)
 
-  def run(self, lr: np.ndarray):
-    """Untiled: (N, h, w, C) or (h, w, C) in [0, 1] -> (mean, log_var)."""
-    lr = np.asarray(lr, np.float32)
-    squeeze = lr.ndim == 3
+  @property
+  def predicts_uncertainty(self) -> bool:
+    """False for models trained with the plain MSE (untrained variance
+    head, SRResNet* of Table I)."""
+    return self.config.loss.name != 'mse'
+
+  def forward(self, lr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One untiled model call: (N, h, w, C) in [0, 1] -> (mean, log_var),
+    each (N, h*s, w*s, C) float32."""
     mean, log_var = self._forward(self.params, self.model_state,
-                                  jnp.asarray(lr[None] if squeeze else lr))
-    mean, log_var = np.asarray(mean), np.asarray(log_var)
-    return (mean[0], log_var[0]) if squeeze else (mean, log_var)
+                                  jnp.asarray(lr, jnp.float32))
+    return np.asarray(mean), np.asarray(log_var)
 
-  def __call__(self, lr: np.ndarray, tile: int = 128):
-    """(h, w, C) LR in [0, 1] -> (mean, log_var), each (h*s, w*s, C)
-    float32, tiled with ``tile`` x ``tile`` LR tiles (0: no tiling)."""
+  def strips(self, lr: np.ndarray, tile: int = 128,
+             on_tile: Callable[[int], None] | None = None
+             ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Yields ``(row0, row1, mean, log_var)`` for HR rows [row0, row1), top
+    to bottom, each (row1 - row0, w*s, C) float32: one strip of tiles at a
+    time, so the whole prediction of a huge image is never in memory.
+    ``on_tile(1)`` is called after every model call (progress)."""
     lr = np.asarray(lr, np.float32)
     if lr.ndim != 3:
       raise ValueError(f'expected an (h, w, C) image, got shape {lr.shape}')
     h, w, c = lr.shape
-    if not tile or (h <= tile and w <= tile):
-      return self.run(lr)
     s, halo = self.scale, self.radius
-    mean = np.empty((h * s, w * s, c), np.float32)
-    log_var = np.empty_like(mean)
+    tile = tile if tile and (h > tile or w > tile) else max(h, w)
+    cols = list(tile_windows(w, tile, halo))
     for y0, y1, iy0, iy1 in tile_windows(h, tile, halo):
-      for x0, x1, ix0, ix1 in tile_windows(w, tile, halo):
-        m, v = self.run(lr[iy0:iy1, ix0:ix1])
+      mean = np.empty(((y1 - y0) * s, w * s, c), np.float32)
+      log_var = np.empty_like(mean)
+      for x0, x1, ix0, ix1 in cols:
+        m, v = self.forward(lr[None, iy0:iy1, ix0:ix1])
         ys = slice((y0 - iy0) * s, (y1 - iy0) * s)
         xs = slice((x0 - ix0) * s, (x1 - ix0) * s)
-        mean[y0 * s:y1 * s, x0 * s:x1 * s] = m[ys, xs]
-        log_var[y0 * s:y1 * s, x0 * s:x1 * s] = v[ys, xs]
-    return mean, log_var
+        mean[:, x0 * s:x1 * s] = m[0, ys, xs]
+        log_var[:, x0 * s:x1 * s] = v[0, ys, xs]
+        if on_tile is not None:
+          on_tile(1)
+      yield y0 * s, y1 * s, mean, log_var
+
+  def __call__(self, lr: np.ndarray, tile: int = 128
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w, C) LR in [0, 1] -> (mean, log_var), each (h*s, w*s, C)
+    float32, run in ``tile`` x ``tile`` LR tiles (0: no tiling)."""
+    parts = list(self.strips(lr, tile))
+    return (np.concatenate([p[2] for p in parts]),
+            np.concatenate([p[3] for p in parts]))
 
 
-def from_state(config, graphdef, state: train_lib.TrainState) -> Predictor:
+def from_state(config, graphdef, state: state_lib.TrainState) -> Predictor:
   """A Predictor on this host's copy of a (replicated) train state."""
   local = lambda x: x if x.is_fully_addressable else x.addressable_data(0)
   state = jax.tree.map(local, state)
@@ -127,7 +146,7 @@ def from_state(config, graphdef, state: train_lib.TrainState) -> Predictor:
 def load(workdir: str | pathlib.Path, step: int | None = None) -> Predictor:
   """Loads the model of a training workdir (latest checkpoint or ``step``),
   built from the config saved with that checkpoint."""
-  workdir = pathlib.Path(workdir)
+  workdir = pathlib.Path(workdir).expanduser()
   if not workdir.is_dir():
     raise UserError(f'--workdir={workdir}: no such folder')
   if not (workdir / 'checkpoints').is_dir():
@@ -146,13 +165,9 @@ def load(workdir: str | pathlib.Path, step: int | None = None) -> Predictor:
       raise UserError(f'--step={step}: not in {ckpts.directory} (has '
                       f'{sorted(steps)})')
     config = ml_collections.ConfigDict(ckpts.restore_config(step))
-    graphdef, params, model_state, init_state = (
-        train_lib.model_and_state_fn(config))
+    recipe = state_lib.build(config)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-        jax.eval_shape(init_state, params, model_state))
-    state = ckpts.restore(step, abstract)
+    state = ckpts.restore(step, recipe.abstract_state(device))
   finally:
     ckpts.close()
-  return from_state(config, graphdef, state)
+  return from_state(config, recipe.graphdef, state)

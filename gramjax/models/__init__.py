@@ -1,5 +1,6 @@
-"""Model zoo: build a model from ``config.model``."""
+"""Models: ``build_model(config.model, seed)`` and what callers need to know
+about a model without building it (``receptive_radius``)."""
 
-from gramjax.models.srresnet import SRResNet, build_model
+from gramjax.models.srresnet import SRResNet, build_model, receptive_radius
 
-__all__ = ['SRResNet', 'build_model']
+__all__ = ['SRResNet', 'build_model', 'receptive_radius']

@@ -27,13 +27,14 @@ kernel), so the first NLL is about half the first MSE.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-_UPSAMPLE_STAGES = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
+UPSAMPLE_STAGES = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
 
 
 def pixel_shuffle(x: jax.Array, factor: int) -> jax.Array:
@@ -119,9 +120,9 @@ class SRResNet(nnx.Module):
                head_kernel: int = 9, first_kernel: int = 9,
                mean_activation: str = 'none', dtype: Any = None,
                rngs: nnx.Rngs):
-    if scale not in _UPSAMPLE_STAGES:
+    if scale not in UPSAMPLE_STAGES:
       raise ValueError(f'config.model.scale must be one of '
-                       f'{sorted(_UPSAMPLE_STAGES)}, got {scale!r}')
+                       f'{sorted(UPSAMPLE_STAGES)}, got {scale!r}')
     if mean_activation not in ('none', 'tanh'):
       raise ValueError(f"config.model.mean_activation must be 'none' or "
                        f"'tanh', got {mean_activation!r}")
@@ -142,7 +143,7 @@ class SRResNet(nnx.Module):
                               bn_scale_init=residual_init_scale)
     self.up_convs = nnx.List()
     self.up_acts = nnx.List()
-    self.factors = _UPSAMPLE_STAGES[scale]
+    self.factors = UPSAMPLE_STAGES[scale]
     for r in self.factors:
       self.up_convs.append(nnx.Conv(channels, channels * r * r, (3, 3),
                                     kernel_init=_he_init(), dtype=dtype,
@@ -171,6 +172,20 @@ class SRResNet(nnx.Module):
       mean = jnp.tanh(mean)
     log_var = self.log_var_head(x)
     return mean.astype(jnp.float32), log_var.astype(jnp.float32)
+
+
+def receptive_radius(model_config) -> int:
+  """Radius, in LR pixels, of the input region one output pixel depends on
+  (rounded up, plus one pixel of margin): the halo that makes tiled
+  prediction exact (``gramjax.inference``)."""
+  m = model_config
+  radius = m.first_kernel // 2 + 2 * m.num_blocks + 1  # first, blocks, trunk
+  resolution = 1
+  for r in UPSAMPLE_STAGES[m.scale]:
+    radius += 1 / resolution                          # 3x3 conv at this res.
+    resolution *= r
+  radius += (m.head_kernel // 2) / m.scale            # heads at HR.
+  return int(math.ceil(radius)) + 1
 
 
 def build_model(model_config, seed: int) -> SRResNet:

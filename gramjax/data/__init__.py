@@ -1,0 +1,12 @@
+"""Data: image files (``images``), prepared memory-mapped folders
+(``prepared``) and the training pipeline over either (``pipeline``).
+
+The names most callers need are re-exported here.
+"""
+
+from gramjax.data.images import (IMAGE_SUFFIXES, load_image, load_images,
+                                 resolve_images)
+from gramjax.data.pipeline import load_training_set, train_dataset
+
+__all__ = ['IMAGE_SUFFIXES', 'load_image', 'load_images', 'resolve_images',
+           'load_training_set', 'train_dataset']

@@ -1,0 +1,265 @@
+"""Measuring super-resolution the way the SR literature does: PSNR/SSIM per
+image and per folder, the predicted uncertainty's quality, and samples.
+
+Per image (the community protocol, see ``gramjax.metrics``):
+  * HR: the file decoded to uint8 RGB, cropped to a multiple of the scale;
+  * LR: MATLAB bicubic ``imresize(hr / 255, 1 / scale)``, rounded to uint8
+    (``gramjax.pixels.make_lr``);
+  * bicubic baseline: ``imresize(lr, scale)`` rounded to uint8;
+  * model: the predicted mean as uint8, run tiled (``tile`` LR pixels);
+  * PSNR/SSIM on one channel under a named convention. A greyscale file is
+    measured on its grey values.
+Folder figures are means over its images.
+
+Uncertainty (models that predict it), on the region PSNR measures, in grey
+levels ([0, 255] units): ``sigma_mean_grey`` / ``sigma_median_grey`` (the
+per-pixel sigma, root of the channel-mean variance), ``rmse_grey`` (of the
+unrounded mean, RGB), ``nll_grey`` (Gaussian NLL per pixel and channel), and
+``quality['y'|'rgb']``: ``gramjax.uncertainty.summarize`` on the luma (its
+variance from the channel variances assuming independent channel errors) and
+on every channel of every pixel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import pathlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from gramjax import data as data_lib
+from gramjax import metrics
+from gramjax import pixels
+from gramjax import progress
+from gramjax import uncertainty
+from gramjax import visualize
+from gramjax.errors import UserError
+
+QUALITY_UNITS = ('grey levels ([0, 255]); nll in nats per pixel of that '
+                 'channel; ause, aurg, auce and coverage dimensionless')
+
+
+# ------------------------------------------------------------ one image --
+
+def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
+                      hr: np.ndarray, shave: int
+                      ) -> tuple[dict[str, float], dict[str, dict], dict]:
+  """Per-image uncertainty figures on the region left after shaving
+  ``shave`` px, in grey levels.
+
+  ``mean``, ``log_var``: the model's (H, W, 3) outputs ([-1, 1] units);
+  ``hr``: uint8 (H, W, 3). Returns ``(summary, quality, curves)`` (module
+  doc); ``curves[channel]`` holds the sparsification and calibration curves.
+  """
+  cut = lambda x: x[shave:x.shape[0] - shave, shave:x.shape[1] - shave]
+  mu = pixels.mean_to_grey(cut(mean))
+  var = np.exp(cut(np.asarray(log_var, np.float64))) * pixels.GREY_PER_UNIT**2
+  hr = cut(np.asarray(hr, np.float64))
+  sigma = np.sqrt(var.mean(axis=-1))               # Per pixel.
+  err2 = (hr - mu) ** 2
+  nll = 0.5 * (np.log(2 * math.pi * var) + err2 / var)
+  summary = {'sigma_mean_grey': float(sigma.mean()),
+             'sigma_median_grey': float(np.median(sigma)),
+             'rmse_grey': float(np.sqrt(err2.mean())),
+             'nll_grey': float(nll.mean())}
+  mu_y, var_y = uncertainty.y_channel(mu, var)
+  pairs = {'y': (metrics.rgb_to_y(hr) - mu_y, np.sqrt(var_y)),
+           'rgb': (hr - mu, np.sqrt(var))}
+  quality, curves = {}, {}
+  for channel, (err, sig) in pairs.items():
+    quality[channel] = uncertainty.summarize(err, sig)
+    curves[channel] = {
+        'sparsification': uncertainty.sparsification_curves(err, sig),
+        'calibration': uncertainty.calibration_curve(err, sig)}
+  return summary, quality, curves
+
+
+@dataclasses.dataclass
+class ImageResult:
+  name: str
+  psnr: float
+  ssim: float
+  grey: bool
+  uncertainty: dict[str, float] = dataclasses.field(default_factory=dict)
+  quality: dict[str, dict[str, float]] = dataclasses.field(
+      default_factory=dict)
+  curves: dict[str, dict] = dataclasses.field(default_factory=dict, repr=False)
+
+
+def evaluate_image(path: str | os.PathLike, *, scale: int,
+                   convention: str = 'standard', predictor=None,
+                   tile: int = 128) -> ImageResult:
+  """Measures one HR file: bicubic when ``predictor`` is None, else the
+  model's mean (and its uncertainty, if it predicts one)."""
+  path = pathlib.Path(path)
+  conv = metrics.get_convention(convention)
+  hr = pixels.crop_to_scale(data_lib.load_image(path), scale)
+  shave = conv.shave_for(scale)
+  window = metrics.SSIM_WINDOWS[conv.ssim_window].size
+  pixels.require_size(hr.shape, window + 2 * shave, path,
+                      f'a {window} px SSIM window after a {shave} px shave')
+  lr = pixels.make_lr(hr, scale)
+  extra, quality, curves = {}, {}, {}
+  if predictor is None:
+    sr = pixels.upscale_bicubic(lr, scale)
+  else:
+    mean, log_var = predictor(lr / 255.0, tile=tile)
+    sr = pixels.mean_to_uint8(mean)
+    if predictor.predicts_uncertainty:
+      extra, quality, curves = uncertainty_stats(mean, log_var, hr, shave)
+  grey = metrics.is_greyscale_file(path)
+  psnr, ssim = metrics.measure(sr, hr, scale=scale, convention=convention,
+                               grey=grey)
+  return ImageResult(path.name, psnr, ssim, grey, extra, quality, curves)
+
+
+# -------------------------------------------------------------- folders --
+
+@dataclasses.dataclass
+class Folder:
+  name: str                       # Key in the JSON and the tables.
+  path: pathlib.Path
+  images: list[pathlib.Path]
+
+
+def resolve_folders(spec: str, key: str = '--data') -> list[Folder]:
+  """``DIR[,DIR...]`` -> folders with their images; ``UserError`` naming
+  the bad path. Names are basenames, ``parent/basename`` where they clash."""
+  parts = [p.strip() for p in (spec or '').split(',') if p.strip()]
+  if not parts:
+    raise UserError(f'{key} is required: one or more image folders, '
+                    'comma-separated')
+  folders = []
+  for part in parts:
+    path = pathlib.Path(os.path.expanduser(part))
+    if not path.exists():
+      raise UserError(f'{key}: folder {path} does not exist')
+    if not path.is_dir():
+      raise UserError(f'{key}: {path} is not a folder (give folders of HR '
+                      'images)')
+    images = data_lib.resolve_images(str(path), key=key, held_out=True)
+    folders.append(Folder(path.name or str(path), path, images))
+  names = [f.name for f in folders]
+  for f in folders:
+    if names.count(f.name) > 1:
+      parent = pathlib.Path(os.path.abspath(f.path)).parent.name
+      f.name = f'{parent}/{f.path.name}'
+  seen = {}
+  for f in folders:
+    if f.name in seen:
+      raise UserError(f'{key}: {seen[f.name]} and {f.path} would both be '
+                      f'reported as {f.name!r} (listed twice?)')
+    seen[f.name] = f.path
+  return folders
+
+
+def summarize(results: Sequence[ImageResult], convention: str,
+              step: int | None = None) -> dict[str, Any]:
+  """A folder's JSON entry: means over its images."""
+  entry = {'psnr': float(np.mean([r.psnr for r in results])),
+           'ssim': float(np.mean([r.ssim for r in results])),
+           'images': len(results),
+           'convention': convention}
+  if step is not None:
+    entry['step'] = int(step)
+  for k in (results[0].uncertainty if results else {}):
+    entry[k] = float(np.mean([r.uncertainty[k] for r in results]))
+  if results and results[0].quality:
+    entry['uncertainty'] = {'units': QUALITY_UNITS}
+    for channel in results[0].quality:
+      entry['uncertainty'][channel] = {
+          k: float(np.nanmean([r.quality[channel][k] for r in results]))
+          for k in results[0].quality[channel]}
+  return entry
+
+
+def mean_curves(results: Sequence[ImageResult], channel: str = 'y'
+                ) -> dict[str, dict[str, np.ndarray]] | None:
+  """A folder's sparsification and calibration curves: per-image curves
+  averaged over its images (None for bicubic or MSE models)."""
+  if not results or not results[0].curves:
+    return None
+  sp = [r.curves[channel]['sparsification'] for r in results]
+  cal = [r.curves[channel]['calibration'] for r in results]
+  avg = lambda items, key: np.nanmean([np.asarray(i[key]) for i in items],
+                                      axis=0)
+  return {'sparsification': {k: avg(sp, k) for k in
+                             ('fractions', 'model', 'oracle', 'random')},
+          'calibration': {'expected': avg(cal, 'expected'),
+                          'observed': avg(cal, 'observed')}}
+
+
+def evaluate_folder(folder: Folder, *, scale: int, convention: str,
+                    predictor=None, tile: int = 128, label: str = '',
+                    quiet: bool = False
+                    ) -> tuple[dict[str, Any], list[ImageResult]]:
+  """Evaluates every image of ``folder`` with a progress line (rate, ETA)
+  on stderr unless ``quiet``; returns its entry and the per-image results."""
+  results = []
+  with progress.Progress(len(folder.images), f'{label}{folder.name}',
+                         interval=0.0,
+                         stream=io.StringIO() if quiet else None) as bar:
+    for path in folder.images:
+      results.append(evaluate_image(path, scale=scale, convention=convention,
+                                    predictor=predictor, tile=tile))
+      bar.update()
+  step = None if predictor is None else predictor.step
+  return summarize(results, convention, step), results
+
+
+def evaluate_folders(folders: Sequence[Folder], *, scale: int,
+                     convention: str, predictor=None, tile: int = 128,
+                     label: str = '', quiet: bool = False):
+  """``{folder name: entry}`` and ``{folder name: [ImageResult]}``."""
+  entries, per_image = {}, {}
+  for folder in folders:
+    entries[folder.name], per_image[folder.name] = evaluate_folder(
+        folder, scale=scale, convention=convention, predictor=predictor,
+        tile=tile, label=label, quiet=quiet)
+  return entries, per_image
+
+
+# -------------------------------------------------------------- samples --
+
+def write_samples(predictor, spec: str, outdir: pathlib.Path) -> list[dict]:
+  """Super-resolves each image of ``spec`` (a data spec, e.g.
+  ``config.data.sample_images``) and writes ``<stem>_mean.png``,
+  ``<stem>_uncertainty.png`` (sigma in grey levels, colour-mapped),
+  ``<stem>_bicubic.png`` and ``samples.json`` (PSNR-Y of both under the
+  standard convention, sigma median and 99th percentile)."""
+  scale = predictor.scale
+  outdir.mkdir(parents=True, exist_ok=True)
+  results = []
+  for path in data_lib.resolve_images(spec, key='config.data.sample_images',
+                                      held_out=True):
+    hr = pixels.crop_to_scale(data_lib.load_image(path), scale)
+    lr = pixels.make_lr(hr, scale)
+    mean, log_var = predictor(lr / 255.0)
+    sr = pixels.mean_to_uint8(mean)
+    bic = pixels.upscale_bicubic(lr, scale)
+    sigma = pixels.sigma_grey(log_var)
+    visualize.save_png(outdir / f'{path.stem}_mean.png', sr)
+    visualize.save_png(outdir / f'{path.stem}_bicubic.png', bic)
+    visualize.save_png(outdir / f'{path.stem}_uncertainty.png',
+                       visualize.colormap(sigma))
+    grey = metrics.is_greyscale_file(path)
+    result = {'image': path.name,
+              'psnr_y': metrics.measure(sr, hr, scale=scale, grey=grey)[0],
+              'psnr_y_bicubic': metrics.measure(bic, hr, scale=scale,
+                                                grey=grey)[0],
+              'sigma_grey_median': float(np.median(sigma)),
+              'sigma_grey_p99': float(np.percentile(sigma, 99))}
+    logging.info(
+        'sample %s: PSNR-Y %.2f dB (bicubic %.2f dB), sigma median %.2f / '
+        'p99 %.2f grey levels -> %s', path.name, result['psnr_y'],
+        result['psnr_y_bicubic'], result['sigma_grey_median'],
+        result['sigma_grey_p99'], outdir)
+    results.append(result)
+  (outdir / 'samples.json').write_text(json.dumps(results, indent=2))
+  return results

@@ -1,0 +1,137 @@
+"""Watching a training run from the host: metrics to ``metrics.jsonl`` (and
+TensorBoard), the console line with rate and ETA, and the NaN guard's
+verdict. The step itself never waits on any of this: metrics are fetched
+only at log points.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+import time
+
+import jax
+import numpy as np
+
+from gramjax import progress
+from gramjax.distributed import local_value
+from gramjax.errors import UserError
+
+
+class MetricWriter:
+  """Appends metrics to WORKDIR/metrics.jsonl (and TensorBoard if present)."""
+
+  def __init__(self, workdir: pathlib.Path, resume_step: int,
+               tensorboard: bool):
+    self.path = workdir / 'metrics.jsonl'
+    self._truncate_after(resume_step)
+    self.tb = None
+    if tensorboard and jax.process_index() == 0:
+      try:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+        self.tb = SummaryWriter(str(workdir / 'tensorboard'))
+      except ImportError:
+        logging.info('TensorBoard logging off: pip install tensorboardX')
+
+  def _truncate_after(self, step: int) -> None:
+    """Drops lines logged after the checkpoint we resume from, so the file
+    holds each step once."""
+    if not self.path.exists() or jax.process_index() != 0:
+      return
+    kept = []
+    for line in self.path.read_text().splitlines():
+      try:
+        if json.loads(line)['step'] <= step:
+          kept.append(line)
+      except (ValueError, KeyError, TypeError):
+        continue  # A line cut short by a kill.
+    tmp = self.path.with_name(self.path.name + '.tmp')
+    try:  # Atomic: a kill or a full disk here must not lose the history.
+      tmp.write_text(''.join(l + '\n' for l in kept))
+      os.replace(tmp, self.path)
+    except OSError as e:
+      raise UserError(f'{self.path}: cannot rewrite it on resume ({e})') from e
+
+  def write(self, step: int, values: dict) -> None:
+    if jax.process_index() != 0:
+      return
+    try:
+      with self.path.open('a') as f:
+        f.write(json.dumps({'step': step, **values}) + '\n')
+    except OSError as e:
+      raise UserError(f'{self.path}: cannot append metrics ({e})') from e
+    if self.tb is not None:
+      for k, v in values.items():
+        self.tb.add_scalar(k, v, step)
+      self.tb.flush()
+
+  def close(self) -> None:
+    if self.tb is not None:
+      self.tb.close()
+
+
+class Monitor:
+  """Collects the step metrics (device arrays) between log points and turns
+  them into one logged line; applies ``config.nan_policy`` to the on-device
+  NaN guard's counters."""
+
+  def __init__(self, writer: MetricWriter, *, total_steps: int,
+               nan_policy: str, bad_steps: int):
+    self.writer, self.total, self.nan_policy = writer, total_steps, nan_policy
+    self.pending: list[dict] = []
+    self.reported_bad = bad_steps
+    self.t_window, self.steps_window = time.time(), 0
+
+  def record(self, metrics: dict) -> None:
+    """Keeps one step's metrics (no host sync)."""
+    self.pending.append(metrics)
+    self.steps_window += 1
+
+  def first_step_done(self) -> None:
+    """Keeps compilation out of the steps/s figure."""
+    jax.block_until_ready(self.pending[-1])
+    logging.info('compiled and ran the first step in %.1fs',
+                 time.time() - self.t_window)
+    self.t_window, self.steps_window = time.time(), 0
+
+  def check_finite(self, step: int, state, last_checkpoint) -> None:
+    """Reads the NaN guard's counters: logs skipped steps ('skip') or stops
+    with a ``UserError`` naming the last good checkpoint ('stop')."""
+    bad = int(local_value(state.bad_steps))
+    if bad == self.reported_bad:
+      return
+    first = int(local_value(state.first_bad_step))
+    if self.nan_policy == 'skip':
+      logging.warning('%d step(s) with a non-finite loss or gradients were '
+                      'skipped so far (first: step %d)', bad, first)
+      self.reported_bad = bad
+      return
+    step_dir, folder = last_checkpoint
+    where = (f'The last good checkpoint is step {step_dir} in {folder}'
+             if step_dir is not None else 'No checkpoint was saved yet')
+    raise UserError(
+        f'non-finite loss or gradients at step {first} (not applied); '
+        f'stopped at step {step}. {where}. Try a lower learning '
+        'rate or --config.loss.log_var_clip="(-10.0,10.0)", or skip such '
+        'steps with --config.nan_policy=skip')
+
+  def log(self, step: int) -> dict:
+    """Averages the pending metrics on the host, writes and prints them."""
+    values = [jax.tree.map(local_value, m) for m in self.pending]
+    mean = {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+    self.pending = []
+    elapsed = time.time() - self.t_window
+    rate = (self.steps_window / elapsed
+            if self.steps_window and elapsed > 0 else 0.0)
+    eta = (self.total - step) / rate if rate else float('nan')
+    self.t_window, self.steps_window = time.time(), 0
+    mean['steps_per_sec'] = rate
+    self.writer.write(step, mean)
+    logging.info(
+        'step %d/%d  loss %.4g  psnr %.2f dB  sigma %.2f grey  mask %.3g'
+        '  lr %.2g  |g| %.3g  %.2f steps/s  ETA %s', step, self.total,
+        mean['loss'], mean['psnr'], mean['sigma_grey'], mean['mask'],
+        mean['lr'], mean['grad_norm'], rate, progress.format_duration(eta))
+    return mean

@@ -1,0 +1,97 @@
+"""The paper's Table I for your own runs: bicubic plus trained models on
+benchmark folders, as markdown with uncertainty-quality tables and links to
+pictures (``gramjax.report`` is its command line)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+from gramjax import evaluation
+from gramjax import figures
+from gramjax import inference
+from gramjax import tables
+from gramjax.errors import UserError
+
+
+def check_scale(model_scale: int, scale: int | None, what: str) -> int:
+  """The scale to use: the model's, which ``--scale`` (when given) must
+  equal."""
+  if scale is not None and scale != model_scale:
+    raise UserError(f'--scale={scale} does not match the x{model_scale} '
+                    f'model of {what}')
+  return model_scale
+
+
+def write_figures(predictors, per_image, folders, *, scale: int,
+                  tile: int, directory: pathlib.Path, fig_images: int
+                  ) -> tuple[list[tuple[str, pathlib.Path]], str]:
+  """Per dataset: a reliability diagram and a sparsification plot with every
+  model that predicts uncertainty, and a Fig. 3-style comparison of the
+  first ``fig_images`` images. Returns ([(title, path)], note)."""
+  written, note = [], ''
+  for folder in folders:
+    try:
+      written += figures.folder_plots(
+          {name: per_image[name][folder.name] for name in predictors},
+          folder.name, directory)
+    except UserError as e:
+      note = f'Plots skipped: {e}.'
+    views = figures.comparison_views(predictors, folder.images[:fig_images],
+                                     scale=scale, tile=tile)
+    if views:
+      stem = folder.name.replace('/', '_')
+      written.append((f'HR, bicubic, and each model\'s mean and sigma, '
+                      f'{folder.name}', figures.comparison_figure(
+                          views, directory / f'comparison_{stem}.png')))
+  return written, note
+
+
+def build_report(models: dict[str, str], folders, *, scale: int | None,
+                 convention: str, baseline: str, tile: int = 128,
+                 quiet: bool = False, figures_dir=None, fig_images: int = 2,
+                 link_base=None):
+  """Evaluates bicubic and every model (``{name: workdir}``, latest
+  checkpoints); returns (markdown, columns) where ``columns`` is
+  ``{column: {folder: entry}}``. With ``figures_dir`` also draws the
+  pictures there and links them (relative to ``link_base``, the markdown
+  file's folder)."""
+  if baseline not in models:
+    raise UserError(f'--baseline={baseline}: not one of --models '
+                    f'({", ".join(models)})')
+  # Load every model first: a bad workdir fails before any evaluation.
+  predictors = {}
+  for name, workdir in models.items():
+    predictors[name] = inference.load(workdir)
+    scale = check_scale(predictors[name].scale, scale,
+                        f'--models={name}={workdir}')
+  columns = {tables.BICUBIC: evaluation.evaluate_folders(
+      folders, scale=scale, convention=convention, label='Bicubic: ',
+      quiet=quiet)[0]}
+  per_image = {}
+  for name, predictor in predictors.items():
+    entries, per_image[name] = evaluation.evaluate_folders(
+        folders, scale=scale, convention=convention, predictor=predictor,
+        tile=tile, label=f'{name}: ', quiet=quiet)
+    for entry in entries.values():
+      entry['workdir'] = str(models[name])
+    columns[name] = entries
+  caption = tables.make_caption(
+      scale=scale, convention=convention, baseline=baseline, models=models,
+      steps={n: p.step for n, p in predictors.items()})
+  markdown = tables.markdown_table(columns, baseline=baseline,
+                                   caption=caption)
+  quality = tables.quality_tables(columns)
+  if quality:
+    markdown += '\n' + quality
+  if figures_dir is not None:
+    written, note = write_figures(predictors, per_image, folders,
+                                  scale=scale, tile=tile,
+                                  directory=pathlib.Path(figures_dir),
+                                  fig_images=fig_images)
+    links = []
+    for title, path in written:
+      rel = os.path.relpath(path, link_base) if link_base else str(path)
+      links.append(f'![{title}]({pathlib.Path(rel).as_posix()})')
+    markdown += '\n' + '\n\n'.join(links + ([note] if note else [])) + '\n'
+  return markdown, columns

@@ -1,0 +1,104 @@
+"""The train state and how it is built from a config: the model (split once
+into a static graph and pytrees), the learning-rate schedule and the
+optimizer, each made exactly once (``build``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from gramjax import models
+from gramjax.errors import UserError
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything the step needs; a pytree of arrays (checkpointed whole)."""
+  step: jax.Array
+  params: nnx.State
+  model_state: nnx.State  # BatchNorm statistics (empty without BN).
+  opt_state: optax.OptState
+  # NaN/Inf guard: steps whose loss or gradients were not finite were not
+  # applied; how many, and the first (-1: none).
+  bad_steps: jax.Array
+  first_bad_step: jax.Array
+
+
+def make_schedule(opt_config) -> optax.Schedule:
+  """Piecewise-constant learning rate: ``lr_values[i]`` from
+  ``lr_boundaries[i-1]`` on (paper: 1e-4, then 1e-5 from step 2e5)."""
+  values = [float(v) for v in opt_config.lr_values]
+  bounds = [int(b) for b in opt_config.lr_boundaries]
+  if len(values) != len(bounds) + 1:
+    raise UserError(
+        f'config.optimizer.lr_values has {len(values)} entries; it needs one '
+        f'more than config.optimizer.lr_boundaries ({len(bounds)})')
+  if any(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:])) or (
+      bounds and bounds[0] <= 0):
+    raise UserError('config.optimizer.lr_boundaries must be positive and '
+                    f'strictly increasing, got {tuple(bounds)}')
+  return optax.join_schedules(
+      [optax.constant_schedule(v) for v in values], bounds)
+
+
+def make_optimizer(opt_config, schedule: optax.Schedule
+                   ) -> optax.GradientTransformation:
+  """Adam(b1, b2) on ``schedule``; optional global-norm gradient clipping."""
+  tx = optax.adam(schedule, b1=opt_config.b1, b2=opt_config.b2,
+                  eps=opt_config.eps)
+  if opt_config.grad_clip_norm > 0:
+    tx = optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm), tx)
+  return tx
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """A config's model and optimizer, built once.
+
+  ``graphdef`` is the model's static structure; ``params`` and
+  ``model_state`` its initial pytrees; ``tx`` the optimizer that both
+  initialises and updates ``opt_state``; ``schedule`` its learning rate.
+  """
+  graphdef: nnx.GraphDef
+  params: nnx.State
+  model_state: nnx.State
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+
+  def init(self, params, model_state) -> TrainState:
+    """Pure: the step-0 state (jit it, or ``jax.eval_shape`` it)."""
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      model_state=model_state,
+                      opt_state=self.tx.init(params),
+                      bad_steps=jnp.zeros((), jnp.int32),
+                      first_bad_step=jnp.full((), -1, jnp.int32))
+
+  def abstract_state(self, sharding) -> Any:
+    """The state's shapes and dtypes on ``sharding``, for restoring."""
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+        jax.eval_shape(self.init, self.params, self.model_state))
+
+  @property
+  def num_params(self) -> int:
+    return sum(x.size for x in jax.tree.leaves(self.params))
+
+
+def build(config) -> Recipe:
+  """The model of ``config.model`` (seeded by ``config.seed``) and the
+  optimizer of ``config.optimizer``."""
+  try:
+    model = models.build_model(config.model, seed=config.seed)
+  except ValueError as e:
+    raise UserError(str(e)) from e
+  graphdef, params, model_state = nnx.split(model, nnx.Param, nnx.BatchStat)
+  schedule = make_schedule(config.optimizer)
+  return Recipe(graphdef, params, model_state,
+                make_optimizer(config.optimizer, schedule), schedule)

@@ -1,0 +1,132 @@
+"""Tables of evaluation results: the plain-text table ``gramjax.evaluate``
+prints, and the markdown Table I (plus uncertainty-quality tables) of
+``gramjax.report``. Entries are ``gramjax.evaluation.summarize`` dicts.
+"""
+
+from __future__ import annotations
+
+from gramjax import metrics
+
+BICUBIC = 'Bicubic'
+
+# (header, key of the uncertainty summary, format): one list for every table.
+QUALITY_COLUMNS = (
+    ('NLL', 'nll', '.3f'), ('AUSE', 'ause', '.4f'), ('AURG', 'aurg', '.4f'),
+    ('AUCE', 'auce', '.4f'), ('cov50', 'coverage_50', '.3f'),
+    ('cov80', 'coverage_80', '.3f'), ('cov90', 'coverage_90', '.3f'),
+    ('cov95', 'coverage_95', '.3f'), ('Spearman', 'spearman', '.3f'),
+    ('sigma', 'mean_sigma', '.2f'), ('RMSE', 'rmse', '.2f'))
+
+QUALITY_CAPTION = (
+    'Gaussian NLL (nats/pixel, grey levels), AUSE/AURG of the RMSE '
+    'sparsification curve (Ilg et al. 2018; AURG: Poggi et al. 2020; '
+    'lower/higher is better), AUCE (Gustafsson et al. 2020; 0 is perfectly '
+    'calibrated), coverage of the central 50/80/90/95 % intervals, Spearman '
+    'rank correlation of sigma and |error|, mean sigma and RMSE in grey '
+    'levels; means over images')
+
+CHANNELS = (('y', 'Y channel'), ('rgb', 'RGB'))
+
+
+# ------------------------------------------------------------ plain text --
+
+def _sigma_cell(entry: dict) -> str:
+  sigma = entry.get('sigma_mean_grey')
+  return f'{"-":>16}' if sigma is None else f'{sigma:>16.2f}'
+
+
+def format_table(entries: dict[str, dict], *, title: str, caption: str,
+                 per_image: dict[str, list] | None = None) -> str:
+  """A plain-text table: one row per folder (and per image, from
+  ``evaluation.ImageResult``s, if given), then the Y-channel quality."""
+  has_sigma = any('sigma_mean_grey' in e for e in entries.values())
+  names = list(entries) + [
+      '  ' + r.name for rs in (per_image or {}).values() for r in rs]
+  width = max([len('folder')] + [len(n) for n in names]) + 2
+  head = f'{"folder":<{width}}{"PSNR (dB)":>10}{"SSIM":>9}{"images":>8}'
+  if has_sigma:
+    head += f'{"sigma RGB grey":>16}'
+  lines = [title, caption, head, '-' * len(head)]
+  for name, e in entries.items():
+    row = f'{name:<{width}}{e["psnr"]:>10.2f}{e["ssim"]:>9.4f}{e["images"]:>8d}'
+    if has_sigma:
+      row += _sigma_cell(e)
+    lines.append(row)
+    for r in (per_image or {}).get(name, []):
+      row = f'{"  " + r.name:<{width}}{r.psnr:>10.2f}{r.ssim:>9.4f}{"":>8}'
+      if has_sigma:
+        row += _sigma_cell(r.uncertainty)
+      lines.append(row + ('  (grey)' if r.grey else ''))
+  quality = {n: e['uncertainty'] for n, e in entries.items()
+             if 'uncertainty' in e}
+  if quality:
+    header = f'{"folder":<{width}}' + ''.join(
+        f'{label:>10}' for label, _, _ in QUALITY_COLUMNS)
+    lines += ['', f'uncertainty quality, Y channel: {QUALITY_CAPTION}:',
+              header, '-' * len(header)]
+    for name, q in quality.items():
+      lines.append(f'{name:<{width}}' + ''.join(
+          f'{q["y"][key]:>10{fmt}}' for _, key, fmt in QUALITY_COLUMNS))
+  return '\n'.join(lines)
+
+
+# -------------------------------------------------------------- markdown --
+
+def _cell(entry: dict, base: dict | None) -> str:
+  psnr, ssim = round(entry['psnr'], 2), round(entry['ssim'], 4)
+  cell = f'{psnr:.2f}/{ssim:.4f}'
+  if base is not None:
+    # "+ 0.0" turns a rounded -0.0 into 0.0 (printed "+0.00").
+    dp = round(psnr - round(base['psnr'], 2), 2) + 0.0
+    ds = round(ssim - round(base['ssim'], 4), 4) + 0.0
+    cell += f' ({dp:+.2f}/{ds:+.4f})'
+  return cell
+
+
+def markdown_table(columns: dict[str, dict[str, dict]], *, baseline: str,
+                   caption: str) -> str:
+  """Table I: ``columns`` is {column name: {folder: entry}}, Bicubic first;
+  cells "PSNR/SSIM" and, for models other than ``baseline``, the difference
+  from it between the displayed (rounded) numbers."""
+  names = list(columns)
+  folders = list(columns[names[0]])
+  lines = [caption, '',
+           '| Dataset | ' + ' | '.join(names) + ' |',
+           '| --- |' + ' --- |' * len(names)]
+  for folder in folders:
+    cells = []
+    for name in names:
+      base = (columns[baseline][folder]
+              if name not in (baseline, BICUBIC) else None)
+      cells.append(_cell(columns[name][folder], base))
+    lines.append(f'| {folder} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def make_caption(*, scale: int, convention: str, baseline: str,
+                 models: dict[str, str], steps: dict[str, int]) -> str:
+  conv = metrics.get_convention(convention)
+  ckpts = ', '.join(f'{n} = {w} step {steps[n]}' for n, w in models.items())
+  return (f'PSNR (dB)/SSIM, x{scale}, mean over each dataset; in '
+          f'parentheses the difference from {baseline}. Measured with '
+          f'{conv.describe(scale)}. Checkpoints: {ckpts}.')
+
+
+def quality_tables(columns: dict[str, dict[str, dict]]) -> str:
+  """Markdown tables of the uncertainty-quality figures (Y, then RGB): one
+  row per dataset and model that predicts uncertainty."""
+  out = []
+  for channel, title in CHANNELS:
+    rows = []
+    for name, entries in columns.items():
+      for folder, e in entries.items():
+        q = e.get('uncertainty', {}).get(channel)
+        if q:
+          rows.append(f'| {folder} | {name} | ' + ' | '.join(
+              f'{q[k]:{fmt}}' for _, k, fmt in QUALITY_COLUMNS) + ' |')
+    if rows:
+      out += [f'Uncertainty quality, {title}: {QUALITY_CAPTION}.', '',
+              '| Dataset | Model | ' + ' | '.join(
+                  k[0] for k in QUALITY_COLUMNS) + ' |',
+              '| --- | --- |' + ' ---: |' * len(QUALITY_COLUMNS), *rows, '']
+  return '\n'.join(out)
