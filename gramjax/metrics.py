@@ -36,9 +36,16 @@ import os
 import numpy as np
 from PIL import Image
 
-_LUMA = np.array([65.481, 128.553, 24.966])  # Sums to 219.
+# BT.601 luma weights, the package's only copy: Y = 16 + LUMA . RGB for RGB
+# in [0, 1] (Y in [16, 235]; the weights sum to 219). Read-only.
+LUMA = np.array([65.481, 128.553, 24.966])
+# The same for RGB in [0, 255] grey levels: Y = 16 + LUMA_255 . RGB.
+LUMA_255 = LUMA / 255.0
+LUMA.setflags(write=False)
+LUMA_255.setflags(write=False)
 
-# PIL modes of single-channel (greyscale) image files.
+# PIL modes of single-channel (greyscale) image files, the package's only
+# copy (``is_greyscale_file``).
 GREY_MODES = frozenset({'1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L',
                         'I;16N', 'F'})
 
@@ -47,7 +54,7 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
   """BT.601 luma of RGB in [0, 255]: 16 + (65.481 R + 128.553 G + 24.966 B)
   with RGB in [0, 1]; result in [16, 235] (float64)."""
   img = np.asarray(img, np.float64) / 255.0
-  return 16.0 + img @ _LUMA
+  return 16.0 + img @ LUMA
 
 
 def rgb_to_grey(img: np.ndarray) -> np.ndarray:
@@ -57,7 +64,7 @@ def rgb_to_grey(img: np.ndarray) -> np.ndarray:
   img = np.asarray(img, np.float64)
   if img.ndim == 2:
     return img
-  return img @ (_LUMA / _LUMA.sum())
+  return img @ (LUMA / LUMA.sum())
 
 
 def is_greyscale_file(path: str | os.PathLike) -> bool:
@@ -89,11 +96,6 @@ def psnr(a: np.ndarray, b: np.ndarray, *, shave: int = 0,
   a, b = _shave(a, shave), _shave(b, shave)
   mse = np.mean((a - b) ** 2)
   return float('inf') if mse == 0 else float(10 * np.log10(peak**2 / mse))
-
-
-def psnr_y(sr: np.ndarray, hr: np.ndarray, shave: int) -> float:
-  """PSNR on the Y channel of uint8-range RGB images (SR convention)."""
-  return psnr(rgb_to_y(sr), rgb_to_y(hr), shave=shave)
 
 
 # ------------------------------------------------------------------ SSIM --

@@ -93,6 +93,27 @@ def test_y_of_known_colours(rgb, y):
   np.testing.assert_allclose(metrics.rgb_to_y(img), y, rtol=0, atol=1e-12)
 
 
+def test_luma_constants():
+  np.testing.assert_array_equal(metrics.LUMA, [65.481, 128.553, 24.966])
+  assert metrics.LUMA.sum() == pytest.approx(219.0, abs=1e-12)
+  np.testing.assert_array_equal(metrics.LUMA_255, metrics.LUMA / 255.0)
+  for w in (metrics.LUMA, metrics.LUMA_255):
+    with pytest.raises(ValueError, match='read-only'):
+      w[0] = 0.0
+  rgb = np.array([10.0, 200.0, 37.0])
+  assert metrics.rgb_to_y(rgb) == pytest.approx(16 + metrics.LUMA_255 @ rgb,
+                                                abs=1e-12)
+
+
+@pytest.mark.parametrize('d', [1, 5])
+def test_psnr_on_y_of_a_constant_rgb_offset(d):
+  # Y moves by 219 d / 255 when every channel moves by d.
+  a = np.full((12, 12, 3), 90.0)
+  got = metrics.psnr(metrics.rgb_to_y(a + d), metrics.rgb_to_y(a), shave=2)
+  assert got == pytest.approx(20 * math.log10(255 / (219 * d / 255)),
+                              abs=1e-9)
+
+
 def test_grey_of_equal_channels_is_the_grey_value():
   g = np.arange(256, dtype=np.uint8).reshape(16, 16)
   rgb = np.repeat(g[..., None], 3, axis=-1)
@@ -228,3 +249,4 @@ def test_greyscale_is_decided_by_the_file_mode(tmp_path, mode, grey):
   path = tmp_path / 'x.png'
   Image.new(mode, (8, 8)).save(path)
   assert metrics.is_greyscale_file(path) is grey
+  assert (mode in metrics.GREY_MODES) is grey
