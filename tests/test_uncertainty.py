@@ -1,12 +1,13 @@
 """Uncertainty metrics against hand-computed values, brute-force references
 and the known answers of synthetic models (calibrated, oracle, constant,
-mis-scaled sigma). scipy, where installed, is only an extra cross-check."""
+mis-scaled sigma); scipy.stats.norm is the independent normal reference."""
 
 import itertools
 import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from gramjax import metrics
 from gramjax import uncertainty as unc
@@ -14,21 +15,6 @@ from gramjax import uncertainty as unc
 # Known quantiles: z(level) = Phi^{-1}((1 + level) / 2) for central intervals.
 KNOWN_Z = {0.95: 1.959963984540054, 0.5: 0.6744897501960817,
            0.9: 1.6448536269514722, 0.8: 1.2815515655446004}
-
-
-def bisect_quantile(p):
-  """Reference Phi^{-1}(p): bisection on math.erfc to the last bit (on the
-  upper tail for p > 0.5, where Phi(x) - p would cancel; 1 - p is exact)."""
-  if p > 0.5:
-    return -bisect_quantile(1.0 - p)
-  lo, hi = -40.0, 40.0
-  for _ in range(200):
-    mid = 0.5 * (lo + hi)
-    if 0.5 * math.erfc(-mid / math.sqrt(2.0)) < p:
-      lo = mid
-    else:
-      hi = mid
-  return 0.5 * (lo + hi)
 
 
 def calibrated_sample(n=200_000, seed=0):
@@ -44,45 +30,48 @@ def trapezoid(y, dx):
 
 
 # --------------------------------------------------------------------------
-# Normal quantile.
+# Central interval half-widths.
 
 
 @pytest.mark.parametrize('level,z', sorted(KNOWN_Z.items()))
 def test_central_z_known_values(level, z):
   assert unc.central_z(level) == pytest.approx(z, abs=1e-12)
-  assert unc.normal_quantile((1 + level) / 2) == pytest.approx(z, abs=1e-12)
 
 
-def test_normal_quantile_matches_bisection_and_is_antisymmetric():
-  ps = np.concatenate([np.logspace(-12, -0.302, 60), [0.5],
-                       np.linspace(0.01, 0.99, 25)])
-  ps = np.concatenate([ps, 1 - ps])
-  got = unc.normal_quantile(ps)
-  ref = np.array([bisect_quantile(p) for p in ps])
-  np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
-  upper = ps[ps > 0.5]             # 1 - upper is exact in floating point
-  np.testing.assert_array_equal(unc.normal_quantile(upper),
-                                -unc.normal_quantile(1 - upper))
-  assert unc.normal_quantile(0.5) == 0.0
-  assert isinstance(unc.normal_quantile(0.3), float)
-  assert unc.normal_quantile(np.full((2, 3), 0.3)).shape == (2, 3)
-  # Round trip through the CDF.
-  x = unc.normal_quantile(0.123)
-  assert unc.normal_cdf(x) == pytest.approx(0.123, rel=1e-14)
+def test_central_z_interval_holds_its_level():
+  # P(|Z| <= z) = 1 - 2 Phi(-z), with scipy.stats.norm as the reference.
+  levels = np.concatenate([np.logspace(-12, -1, 12),
+                           np.linspace(0.01, 0.99, 99),
+                           1 - np.logspace(-6, -1, 6)])
+  z = unc.central_z(levels)
+  assert z.shape == levels.shape
+  np.testing.assert_allclose(1 - 2 * stats.norm.cdf(-z), levels, rtol=0,
+                             atol=1e-15)
+  # Upper tails to relative precision: 2 Phi(-z) = 1 - level.
+  up = levels >= 0.5
+  np.testing.assert_allclose(2 * stats.norm.cdf(-z[up]), 1 - levels[up],
+                             rtol=1e-9)
+  assert np.all(np.diff(z[np.argsort(levels)]) >= 0)
+  assert isinstance(unc.central_z(0.3), float)
+  assert unc.central_z(np.full((2, 3), 0.3)).shape == (2, 3)
 
 
-@pytest.mark.parametrize('p', [0.0, 1.0, -0.1, 1.5, float('nan')])
-def test_normal_quantile_rejects_outside_open_unit_interval(p):
+@pytest.mark.parametrize('level', [0.0, 1.0, -0.1, 1.5, float('nan')])
+def test_central_z_rejects_outside_open_unit_interval(level):
   with pytest.raises(ValueError):
-    unc.normal_quantile(p)
+    unc.central_z(level)
 
 
-def test_normal_quantile_matches_scipy():
-  special = pytest.importorskip('scipy.special')
-  ps = np.concatenate([np.logspace(-15, -1, 40), np.linspace(0.02, 0.98, 49)])
-  ps = np.concatenate([ps, 1 - ps])
-  np.testing.assert_allclose(unc.normal_quantile(ps), special.ndtri(ps),
-                             rtol=0, atol=1e-12)
+def test_coverage_of_a_uniform_error_grid_is_closed_form():
+  # |err| / sigma uniform on a fine grid of [0, 4]: coverage(level) is the
+  # grid fraction at or below z(level), i.e. z / 4 to within one step.
+  n = 400_001
+  err = np.linspace(-4.0, 4.0, n)
+  for level, c in unc.coverage(err, 1.0, levels=sorted(KNOWN_Z)).items():
+    assert c == pytest.approx(KNOWN_Z[level] / 4, abs=2 / n), level
+  # Doubling sigma doubles the interval: coverage 2 z / 4.
+  for level, c in unc.coverage(err, 2.0, levels=sorted(KNOWN_Z)).items():
+    assert c == pytest.approx(KNOWN_Z[level] / 2, abs=2 / n), level
 
 
 # --------------------------------------------------------------------------
@@ -342,13 +331,13 @@ def test_mis_scaled_sigma(scale):
   cov = unc.coverage(err, pred)
   # |err| <= z(level) * scale * sigma  <=>  |Z| <= scale * z(level).
   for level, c in cov.items():
-    expected = math.erf(scale * KNOWN_Z[level] / math.sqrt(2))
+    expected = 1 - 2 * stats.norm.cdf(-scale * KNOWN_Z[level])
     assert abs(c - expected) < 0.005, (level, c, expected)
     assert (c < level - 0.05) if scale < 1 else (c > level + 0.03)
   # The case in words: sigma 2x too small, 90% interval: 2 Phi(1.645/2) - 1.
   if scale == 0.5:
-    phi = 0.5 * (1 + math.erf(KNOWN_Z[0.9] / 2 / math.sqrt(2)))
-    assert cov[0.9] == pytest.approx(2 * phi - 1, abs=0.005)
+    assert cov[0.9] == pytest.approx(
+        2 * stats.norm.cdf(KNOWN_Z[0.9] / 2) - 1, abs=0.005)
   cal = unc.calibration_curve(err, pred)
   assert cal.auce > 0.1
   assert np.all(cal.observed < cal.expected) if scale < 1 else np.all(
@@ -373,10 +362,12 @@ def test_calibration_rejects_bad_alphas_and_sigma():
 # Spearman.
 
 
-def test_average_ranks():
-  np.testing.assert_array_equal(
-      unc._average_ranks(np.array([10.0, 20.0, 20.0, 5.0, 20.0])),
-      [2, 4, 4, 1, 4])
+def test_spearman_uses_average_ranks_for_ties():
+  # Tied values share the mean of their ranks: x correlates perfectly with
+  # its average ranks (2, 4, 4, 1, 4), not with any tie-broken ranking.
+  x = [10.0, 20.0, 20.0, 5.0, 20.0]
+  assert unc.spearman(x, [2, 4, 4, 1, 4]) == pytest.approx(1.0, abs=1e-15)
+  assert unc.spearman(x, [2, 3, 4, 1, 5]) < 1 - 1e-3
 
 
 def test_spearman_hand_examples_with_ties():
@@ -390,14 +381,14 @@ def test_spearman_hand_examples_with_ties():
   assert unc.spearman([1, 2, 3], [1, 8, 27]) == 1.0
 
 
-def test_spearman_undefined_cases_are_nan():
+def test_spearman_undefined_cases_are_nan_without_warnings(recwarn):
   assert math.isnan(unc.spearman(np.full(5, 2.0), [1, 2, 3, 4, 5]))
   assert math.isnan(unc.spearman([1, 2, 3], [0, 0, 0]))
   assert math.isnan(unc.spearman([1.0], [2.0]))
+  assert not recwarn.list
 
 
 def test_spearman_matches_scipy_with_ties():
-  stats = pytest.importorskip('scipy.stats')
   rng = np.random.default_rng(10)
   a = rng.integers(0, 20, 3000).astype(float)
   b = a + rng.integers(0, 15, 3000)
@@ -459,6 +450,9 @@ def test_y_channel_known_colours_and_variances():
   mu_y, var_y = unc.y_channel(img, np.ones_like(img))
   assert mu_y.shape == var_y.shape == (6, 7)
   np.testing.assert_allclose(mu_y, metrics.rgb_to_y(img), rtol=1e-14)
+  np.testing.assert_array_equal(mu_y, 16 + img @ metrics.LUMA_255)
+  np.testing.assert_allclose(var_y, metrics.LUMA_255 @ metrics.LUMA_255,
+                             rtol=1e-15)
   with pytest.raises(ValueError):
     unc.y_channel(np.zeros((4, 4)), np.zeros((4, 4)))
 
