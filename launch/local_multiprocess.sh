@@ -13,8 +13,12 @@
 # SIGTERM/SIGINT (Ctrl-C) stop the whole group. Re-running the same line
 # resumes from WORKDIR's latest checkpoint.
 #
+# Python: the repository's own .venv/bin/python when it exists (so the
+# script works without activating the venv), else the python on PATH;
+# PYTHON=/path/to/python overrides both.
+#
 # Environment: PORT (coordinator port; default: a free one), PYTHON
-# (default: python), LOCAL_DEVICES (CPU devices per process, default 1:
+# (default: see above), LOCAL_DEVICES (CPU devices per process, default 1:
 # set 4 to rehearse hosts with 4 accelerators each), GRACE (seconds between
 # SIGTERM and SIGKILL when stopping the group, default 10).
 set -euo pipefail
@@ -55,12 +59,20 @@ if [[ ! -f $config ]]; then
   echo "error: config file '$config' not found" >&2
   exit 66
 fi
-python=${PYTHON:-python}
 config=$(cd "$(dirname "$config")" && pwd)/$(basename "$config")
 mkdir -p "$workdir"
 workdir=$(cd "$workdir" && pwd)
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
+# Without PYTHON: the repository's venv, which has absl, jax and gramjax
+# whether or not it is activated; the python on PATH otherwise.
+if [[ -n ${PYTHON:-} ]]; then
+  python=$PYTHON
+elif [[ -x $repo/.venv/bin/python ]]; then
+  python=$repo/.venv/bin/python
+else
+  python=python
+fi
 
 # Port 0 asks the kernel for a free port; it is released again at once and
 # taken by process 0's coordinator a moment later.
