@@ -19,12 +19,15 @@ from typing import Callable
 from absl import app
 from absl import flags
 
-from gramjax.errors import EXIT_USAGE, Preempted, UserError
+from gramjax.errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Preempted,
+                            UserError)
 
 VERBOSE = flags.DEFINE_bool('verbose', False,
                             'Show tracebacks and library logs.')
 
 _NOISY_PATHS = ('/orbax/', '/grain/', '/jax/_src/')
+_HELP_FLAGS = ('--help', '-help', '-h', '-?', '--helpshort', '--helpfull',
+               '--helpxml')
 
 
 def define_eval_flags() -> None:
@@ -65,9 +68,13 @@ def one_line(e: BaseException) -> str:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, with every mistake one ``error:`` line, status 2."""
+  """absl's parsing, with every mistake one ``error:`` line, status 2
+  (and ``--help``, which absl ends with status 1, ending with 0)."""
   try:
     rest = flags.FLAGS(argv)
+  except SystemExit as e:
+    helped = any(a.split('=')[0] in _HELP_FLAGS for a in argv[1:])
+    sys.exit(EXIT_OK if helped and e.code == 1 else e.code)
   except flags.UnrecognizedFlagError as e:
     hint = ''
     if e.flagname.startswith('config.') and 'config' in flags.FLAGS:
@@ -95,7 +102,9 @@ def _quiet_libraries(record: logging.LogRecord) -> bool:
 def run(body: Callable[[], int | None], *, verbose: bool) -> int:
   """Runs ``body`` and returns its exit status: a ``UserError`` becomes
   ``error: ...`` on stderr and status 2 (raised again with ``verbose``); a
-  ``Preempted`` run (checkpoint saved) is status 75."""
+  ``Preempted`` run (checkpoint saved) is status 75; Ctrl-C outside the
+  training loop (which saves first, see ``checkpoint.StopRequest``) is one
+  line and status 130."""
   logging.getLogger('absl').setLevel(logging.INFO)
   if not verbose:
     for handler in logging.getLogger().handlers:  # absl's handler is root's.
@@ -110,6 +119,12 @@ def run(body: Callable[[], int | None], *, verbose: bool) -> int:
       raise
     print(f'error: {e}', file=sys.stderr)
     return EXIT_USAGE
+  except KeyboardInterrupt:
+    if verbose:
+      raise
+    print('interrupted (Ctrl-C): finished outputs and checkpoints are '
+          'intact; run the same command again to go on', file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def start(body: Callable[[], int | None]) -> None:

@@ -5,6 +5,7 @@ EXIT_OK = 0
 EXIT_SOME_FAILED = 1   # The command ran, but some inputs failed (named).
 EXIT_USAGE = 2         # Bad flag, config key, path or data: nothing done.
 EXIT_PREEMPTED = 75    # EX_TEMPFAIL: stopped after saving; run it again.
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT) outside the training loop.
 
 
 class UserError(Exception):

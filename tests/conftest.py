@@ -1,6 +1,9 @@
-"""Shared test fixtures."""
+"""Shared test helpers: the repository's paths, the benchmark images beside
+it, and the one way tests run a command line."""
 
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -15,3 +18,21 @@ def shared_data(name: str) -> pathlib.Path:
     pytest.skip(f'{path} not found: the benchmark images live beside the '
                 'repository in ../shared/data (not shipped with gramjax)')
   return path
+
+
+def run_module(module: str, *args, timeout: float = 600, env=None,
+               cwd=REPO) -> subprocess.CompletedProcess:
+  """``python -m gramjax.<module> ARGS`` from the repository root (as README
+  runs it), captured as text; ``env`` replaces the environment."""
+  return subprocess.run(command(module, *args), cwd=cwd, capture_output=True,
+                        text=True, timeout=timeout, env=env)
+
+
+def command(module: str, *args) -> list[str]:
+  """The argv of ``python -m gramjax.<module> ARGS``."""
+  return [sys.executable, '-m', f'gramjax.{module}', *map(str, args)]
+
+
+def error_lines(stderr: str) -> list[str]:
+  """The ``error:`` lines of a command's stderr."""
+  return [l for l in stderr.splitlines() if l.startswith('error:')]

@@ -12,7 +12,8 @@ from flax import nnx
 from configs import base as base_config
 from configs import demo as demo_config
 from gramjax import inference
-from gramjax import train
+from gramjax import models
+from gramjax import state as state_lib
 
 
 def small_config(scale, batch_norm):
@@ -36,8 +37,9 @@ def perturbed(tree, seed, scale=0.2):
 
 def make_predictor(scale, batch_norm, seed=0):
   config = small_config(scale, batch_norm)
-  graphdef, params, model_state, _ = train.model_and_state_fn(config)
-  params = perturbed(params, seed)
+  recipe = state_lib.build(config)
+  graphdef, model_state = recipe.graphdef, recipe.model_state
+  params = perturbed(recipe.params, seed)
   if batch_norm:
     # Running statistics away from (0, 1); variances stay positive.
     def is_var(path):
@@ -70,13 +72,21 @@ def test_tiled_equals_untiled(predictor):
   mean, log_var = predictor(lr, tile=8)
   assert np.max(np.abs(mean - whole_mean)) < 1e-5
   assert np.max(np.abs(log_var - whole_log_var)) < 1e-5
+  # Strip by strip (what predict writes): the same rows, top to bottom.
+  calls = []
+  strips = list(predictor.strips(lr, tile=8, on_tile=calls.append))
+  assert [(r0, r1) for r0, r1, _, _ in strips] == [
+      (y * s, min(y + 8, 37) * s) for y in range(0, 37, 8)]
+  np.testing.assert_array_equal(np.concatenate([m for *_, m, _ in strips]),
+                                mean)
+  assert len(calls) == inference.count_tiles(lr.shape, 8) == 5 * 4
 
 
 def test_a_halo_below_the_receptive_radius_breaks_tiling(predictor,
                                                          monkeypatch):
   lr = lr_image()
   whole_mean, _ = predictor(lr, tile=0)
-  monkeypatch.setattr(inference, 'receptive_radius', lambda m: 3)
+  monkeypatch.setattr(models, 'receptive_radius', lambda m: 3)
   assert predictor.radius == 3
   mean, _ = predictor(lr, tile=8)
   assert np.max(np.abs(mean - whole_mean)) > 1e-3
@@ -113,7 +123,7 @@ def test_receptive_radius_of_the_paper_model():
              + 0.5        # upsampling conv at 2x
              + 4 / 4)     # 9x9 heads at HR (4 HR px = 1 LR px)
   assert by_hand == 39.5
-  assert inference.receptive_radius(m) == math.ceil(by_hand) + 1 == 41
+  assert models.receptive_radius(m) == math.ceil(by_hand) + 1 == 41
   d = demo_config.get_config().model  # 4 blocks, 3x3 heads.
-  assert inference.receptive_radius(d) == math.ceil(4 + 8 + 1 + 1.5 +
+  assert models.receptive_radius(d) == math.ceil(4 + 8 + 1 + 1.5 +
                                                     1 / 4) + 1 == 16

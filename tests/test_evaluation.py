@@ -1,14 +1,12 @@
-"""Evaluation: bicubic reproduces the paper's Table I numbers on Set5/Set14,
+"""Evaluation (gramjax.evaluation, tables, reporting and the evaluate and
+report commands): bicubic reproduces the paper's Table I numbers on Set5/Set14,
 trained workdirs evaluate with uncertainty summaries, the report writes the
 table, and bad input is one clear line with exit status 2."""
 
 import json
 import math
-import os
 import pathlib
 import re
-import subprocess
-import sys
 import types
 
 import numpy as np
@@ -17,23 +15,17 @@ from PIL import Image
 
 from configs import demo as demo_config
 from gramjax import data as data_lib
-from gramjax import evaluate
+from gramjax import evaluation
 from gramjax import imresize
 from gramjax import inference
 from gramjax import metrics
-from gramjax import report
+from gramjax import tables
 from gramjax import train
-from tests.conftest import REPO, shared_data
+from tests.conftest import run_module, shared_data
 
 ENTRY_KEYS = {'psnr', 'ssim', 'images', 'convention'}
 UNCERTAINTY_KEYS = {'sigma_mean_grey', 'sigma_median_grey', 'rmse_grey',
                     'nll_grey'}
-
-
-def run_module(module, *args):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO,
-                        env=env, capture_output=True, text=True, timeout=600)
 
 
 def smooth_image(rng, h, w, channels=3):
@@ -85,7 +77,7 @@ def workdir(folders, tmp_path_factory):
 def test_bicubic_reproduces_table_one_on_set5_and_set14(tmp_path):
   set5, set14 = shared_data('Set5'), shared_data('Set14')
   out = tmp_path / 'bicubic.json'
-  r = run_module('gramjax.evaluate', '--method=bicubic',
+  r = run_module('evaluate', '--method=bicubic',
                  f'--data={set5},{set14}', '--scale=4', f'--json={out}')
   assert r.returncode == 0, r.stderr[-3000:]
   result = json.loads(out.read_text())
@@ -101,7 +93,7 @@ def test_bicubic_reproduces_table_one_on_set5_and_set14(tmp_path):
   assert result['Set5']['ssim'] == pytest.approx(0.8099, abs=0.002)
   assert result['Set14']['ssim'] == pytest.approx(0.7025, abs=0.002)
   assert "convention 'standard'" in r.stdout
-  assert 'Set14 14/14' in r.stderr and 'ETA' in r.stderr  # Progress lines.
+  assert 'Set14: 14/14' in r.stderr and 'ETA' in r.stderr  # Progress lines.
 
 
 # ------------------------------------------------------------ greyscale --
@@ -112,7 +104,7 @@ def test_greyscale_file_is_measured_on_grey_values(tmp_path):
   path = tmp_path / 'grey.png'
   Image.fromarray(g).save(path)
   assert Image.open(path).mode == 'L'
-  result = evaluate.evaluate_image(path, scale=4)
+  result = evaluation.evaluate_image(path, scale=4)
   assert result.grey
   # Independently: grey HR -> MATLAB bicubic LR (uint8) -> bicubic x4.
   hr = g.astype(np.float64)
@@ -127,7 +119,7 @@ def test_greyscale_file_is_measured_on_grey_values(tmp_path):
   assert abs(on_y - result.psnr) > 0.5
   # The same pixels saved as RGB are measured on Y (the file decides).
   Image.fromarray(np.repeat(g[..., None], 3, -1)).save(tmp_path / 'rgb.png')
-  rgb = evaluate.evaluate_image(tmp_path / 'rgb.png', scale=4)
+  rgb = evaluation.evaluate_image(tmp_path / 'rgb.png', scale=4)
   assert not rgb.grey and rgb.psnr == pytest.approx(on_y, abs=1e-9)
 
 
@@ -138,7 +130,7 @@ def test_official_code_convention_differs_and_is_labelled(folders, tmp_path):
   runs = {}
   for conv in ('standard', 'official_code'):
     out = tmp_path / f'{conv}.json'
-    r = run_module('gramjax.evaluate', '--method=bicubic',
+    r = run_module('evaluate', '--method=bicubic',
                    f'--data={eval_dir}', f'--convention={conv}',
                    f'--json={out}', '--per_image')
     assert r.returncode == 0, r.stderr[-3000:]
@@ -164,7 +156,7 @@ def test_official_code_convention_differs_and_is_labelled(folders, tmp_path):
 ])
 def test_bad_flag_combinations(folders, args, message):
   _, eval_dir = folders
-  r = run_module('gramjax.evaluate', f'--data={eval_dir}', *args)
+  r = run_module('evaluate', f'--data={eval_dir}', *args)
   assert r.returncode == 2, r.stderr
   assert message in r.stderr and 'Traceback' not in r.stderr
   assert len(r.stderr.strip().splitlines()) == 1
@@ -173,18 +165,18 @@ def test_bad_flag_combinations(folders, args, message):
 def test_missing_folder_names_it(folders, tmp_path):
   _, eval_dir = folders
   missing = tmp_path / 'Set15'
-  r = run_module('gramjax.evaluate', '--method=bicubic',
+  r = run_module('evaluate', '--method=bicubic',
                  f'--data={eval_dir},{missing}')
   assert r.returncode == 2
   assert str(missing) in r.stderr and 'Traceback' not in r.stderr
-  r = run_module('gramjax.evaluate', '--method=bicubic',
+  r = run_module('evaluate', '--method=bicubic',
                  f'--data={missing}', '--verbose')
   assert r.returncode != 0 and 'Traceback' in r.stderr
 
 
 def test_folder_without_images_names_it(tmp_path):
   (tmp_path / 'empty').mkdir()
-  r = run_module('gramjax.evaluate', '--method=bicubic',
+  r = run_module('evaluate', '--method=bicubic',
                  f'--data={tmp_path / "empty"}')
   assert r.returncode == 2
   assert str(tmp_path / 'empty') in r.stderr and 'no images' in r.stderr
@@ -196,7 +188,7 @@ def test_clashing_folder_names_get_their_parent(tmp_path, folders):
   for parent in ('A', 'B'):
     (tmp_path / parent).mkdir()
     (tmp_path / parent / 'HR').symlink_to(eval_dir)
-  found = evaluate.resolve_folders(f'{tmp_path}/A/HR,{tmp_path}/B/HR')
+  found = evaluation.resolve_folders(f'{tmp_path}/A/HR,{tmp_path}/B/HR')
   assert [f.name for f in found] == ['A/HR', 'B/HR']
   assert [len(f.images) for f in found] == [2, 2]
 
@@ -206,7 +198,7 @@ def test_clashing_folder_names_get_their_parent(tmp_path, folders):
 def test_workdir_evaluates_with_uncertainty(workdir, folders, tmp_path):
   _, eval_dir = folders
   out = tmp_path / 'model.json'
-  r = run_module('gramjax.evaluate', f'--workdir={workdir}',
+  r = run_module('evaluate', f'--workdir={workdir}',
                  f'--data={eval_dir}', '--scale=4', f'--json={out}',
                  '--tile=8')
   assert r.returncode == 0, r.stderr[-3000:]
@@ -234,7 +226,7 @@ def test_workdir_evaluates_with_uncertainty(workdir, folders, tmp_path):
   assert 10 < entry['psnr'] < 60 and 0 < entry['ssim'] <= 1
   assert 'step 10' in r.stdout and 'sigma' in r.stdout
   # An older checkpoint by --step.
-  r = run_module('gramjax.evaluate', f'--workdir={workdir}', '--step=5',
+  r = run_module('evaluate', f'--workdir={workdir}', '--step=5',
                  f'--data={eval_dir}', f'--json={out}')
   assert r.returncode == 0, r.stderr[-3000:]
   assert json.loads(out.read_text())['Synth']['step'] == 5
@@ -245,7 +237,7 @@ def test_pipeline_by_hand(workdir, folders):
   _, eval_dir = folders
   predictor = inference.load(workdir)
   path = eval_dir / 'a.png'
-  got = evaluate.evaluate_image(path, scale=4, predictor=predictor, tile=8)
+  got = evaluation.evaluate_image(path, scale=4, predictor=predictor, tile=8)
   hr = data_lib.load_image(path)[:52, :60]
   lr = np.clip(np.round(imresize.imresize(hr / 255, 0.25) * 255), 0, 255)
   mean, log_var = predictor(lr / 255, tile=0)
@@ -264,7 +256,7 @@ def test_pipeline_by_hand(workdir, folders):
 ])
 def test_workdir_errors(workdir, folders, args, message):
   _, eval_dir = folders
-  r = run_module('gramjax.evaluate', f'--workdir={workdir}',
+  r = run_module('evaluate', f'--workdir={workdir}',
                  f'--data={eval_dir}', *args)
   assert r.returncode == 2, r.stderr[-3000:]
   assert message in r.stderr and 'Traceback' not in r.stderr
@@ -272,7 +264,7 @@ def test_workdir_errors(workdir, folders, args, message):
 
 def test_workdir_without_checkpoints(folders, tmp_path):
   _, eval_dir = folders
-  r = run_module('gramjax.evaluate', f'--workdir={tmp_path}',
+  r = run_module('evaluate', f'--workdir={tmp_path}',
                  f'--data={eval_dir}')
   assert r.returncode == 2
   assert str(tmp_path) in r.stderr and 'checkpoints' in r.stderr
@@ -284,7 +276,7 @@ def test_workdir_without_checkpoints(folders, tmp_path):
 def test_report_writes_the_table(workdir, folders, tmp_path):
   _, eval_dir = folders
   out = tmp_path / 'table.md'
-  r = run_module('gramjax.report', f'--models=mse={workdir},gram={workdir}',
+  r = run_module('report', f'--models=mse={workdir},gram={workdir}',
                  f'--data={eval_dir}', '--baseline=mse', f'--out={out}',
                  '--tile=16')
   assert r.returncode == 0, r.stderr[-3000:]
@@ -326,7 +318,7 @@ def test_report_cells_and_signs():
       'mle': {'Set5': {'psnr': 31.4349, 'ssim': 0.88344}},
       'gram': {'Set5': {'psnr': 31.9249, 'ssim': 0.88801}},
   }
-  table = report.markdown_table(columns, baseline='mse', caption='cap')
+  table = tables.markdown_table(columns, baseline='mse', caption='cap')
   row = table.splitlines()[-1]
   assert row == ('| Set5 | 28.42/0.8102 | 31.87/0.8885 | '
                  '31.43/0.8834 (-0.44/-0.0051) | '
@@ -345,7 +337,7 @@ def test_report_errors(workdir, folders, models, extra, message, tmp_path):
   args = [f'--models={models}', f'--data={eval_dir}', *extra]
   if not any(a.startswith('--out') for a in extra):
     args.append(f'--out={tmp_path / "t.md"}')
-  r = run_module('gramjax.report', *args)
+  r = run_module('report', *args)
   assert r.returncode == 2, r.stderr[-3000:]
   assert message in r.stderr and 'Traceback' not in r.stderr
 
@@ -353,10 +345,11 @@ def test_report_errors(workdir, folders, models, extra, message, tmp_path):
 def test_mse_models_report_no_uncertainty():
   """SRResNet* (plain MSE) never trains its variance head: no sigma keys."""
   c = demo_config.get_config()
-  assert evaluate.predicts_uncertainty(types.SimpleNamespace(config=c))
+  predicts = inference.Predictor.predicts_uncertainty.fget
+  assert predicts(types.SimpleNamespace(config=c))
   c.loss.name = 'mse'
-  assert not evaluate.predicts_uncertainty(types.SimpleNamespace(config=c))
-  entry = evaluate.summarize(
-      [evaluate.ImageResult('a.png', 30.0, 0.9, False)], 'standard', step=7)
+  assert not predicts(types.SimpleNamespace(config=c))
+  entry = evaluation.summarize(
+      [evaluation.ImageResult('a.png', 30.0, 0.9, False)], 'standard', step=7)
   assert entry == {'psnr': 30.0, 'ssim': 0.9, 'images': 1,
                    'convention': 'standard', 'step': 7}

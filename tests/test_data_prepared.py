@@ -3,8 +3,6 @@ training."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,10 +10,11 @@ from PIL import Image
 
 from configs import demo as demo_config
 from gramjax import data
-from gramjax import prepare
+from gramjax.data import images
+from gramjax.data import prepared
 from gramjax import train
 from gramjax.errors import UserError
-from tests.conftest import REPO
+from tests.conftest import run_module
 
 
 def write_images(folder, n=4, size=(40, 36), seed=0):
@@ -31,10 +30,10 @@ def write_images(folder, n=4, size=(40, 36), seed=0):
 
 def test_prepare_maps_exactly_the_decoded_images(tmp_path):
   arrays = write_images(tmp_path / 'src')
-  manifest = prepare.prepare(tmp_path / 'src', tmp_path / 'out',
+  manifest = prepared.prepare(tmp_path / 'src', tmp_path / 'out',
                              progress=False)
   assert manifest['complete'] and len(manifest['images']) == 4
-  names, hrs, lrs = prepare.open_prepared(tmp_path / 'out')
+  names, hrs, lrs = prepared.open_prepared(tmp_path / 'out')
   assert names == [f'{i:04d}.png' for i in range(4)] and lrs is None
   for arr, hr in zip(arrays, hrs):
     assert isinstance(hr, np.memmap)
@@ -43,19 +42,19 @@ def test_prepare_maps_exactly_the_decoded_images(tmp_path):
 
 def test_rerun_reuses_unchanged_images_only(tmp_path, monkeypatch):
   write_images(tmp_path / 'src')
-  prepare.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
+  prepared.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
   decoded = []
   real = data.load_image
-  monkeypatch.setattr(data, 'load_image',
+  monkeypatch.setattr(images, 'load_image',
                       lambda p: decoded.append(p.name) or real(p))
-  prepare.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
+  prepared.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
   assert decoded == []
   new = np.zeros((36, 40, 3), np.uint8)
   Image.fromarray(new).save(tmp_path / 'src' / '0002.png')
   os.utime(tmp_path / 'src' / '0002.png', (1, 1))  # Surely a new mtime.
-  prepare.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
+  prepared.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
   assert decoded == ['0002.png']
-  np.testing.assert_array_equal(prepare.open_prepared(tmp_path / 'out')[1][2],
+  np.testing.assert_array_equal(prepared.open_prepared(tmp_path / 'out')[1][2],
                                 new)
 
 
@@ -71,24 +70,24 @@ def test_interrupted_prepare_resumes_and_is_refused_meanwhile(tmp_path,
       raise KeyboardInterrupt  # Ctrl-C during the 4th image.
     return real(path)
 
-  monkeypatch.setattr(data, 'load_image', flaky)
+  monkeypatch.setattr(images, 'load_image', flaky)
   with pytest.raises(KeyboardInterrupt):
-    prepare.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
+    prepared.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
   with pytest.raises(UserError, match='did not finish'):
-    prepare.open_prepared(tmp_path / 'out')
+    prepared.open_prepared(tmp_path / 'out')
   calls.clear()
-  monkeypatch.setattr(data, 'load_image',
+  monkeypatch.setattr(images, 'load_image',
                       lambda p: calls.append(p.name) or real(p))
-  prepare.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
+  prepared.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
   assert calls == ['0003.png', '0004.png']  # The first three were kept.
-  assert len(prepare.open_prepared(tmp_path / 'out')[1]) == 5
+  assert len(prepared.open_prepared(tmp_path / 'out')[1]) == 5
 
 
 def test_corrupt_source_image_is_named(tmp_path):
   write_images(tmp_path / 'src', n=2)
   (tmp_path / 'src' / '0001.png').write_bytes(b'not a png')
   with pytest.raises(UserError, match='0001.png'):
-    prepare.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
+    prepared.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
 
 
 def make_div2k_like(root, n=3, lr_size=(13, 11), scale=4):
@@ -108,9 +107,9 @@ def make_div2k_like(root, n=3, lr_size=(13, 11), scale=4):
 
 def test_lr_files_are_paired_by_div2k_names(tmp_path):
   lrs = make_div2k_like(tmp_path)
-  prepare.prepare(tmp_path / 'HR', tmp_path / 'out', lr_dir=tmp_path / 'LR',
+  prepared.prepare(tmp_path / 'HR', tmp_path / 'out', lr_dir=tmp_path / 'LR',
                   scale=4, progress=False)
-  _, hrs, got = prepare.open_prepared(tmp_path / 'out')
+  _, hrs, got = prepared.open_prepared(tmp_path / 'out')
   for lr, g, hr in zip(lrs, got, hrs):
     np.testing.assert_array_equal(g, lr)
     assert hr.shape == (lr.shape[0] * 4, lr.shape[1] * 4, 3)
@@ -121,11 +120,11 @@ def test_lr_size_mismatch_and_missing_partner_are_named(tmp_path):
   Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(
       tmp_path / 'LR' / '0002x4.png')
   with pytest.raises(UserError, match=r'0002x4\.png.*0002\.png'):
-    prepare.prepare(tmp_path / 'HR', tmp_path / 'out',
+    prepared.prepare(tmp_path / 'HR', tmp_path / 'out',
                     lr_dir=tmp_path / 'LR', scale=4, progress=False)
   (tmp_path / 'LR' / '0002x4.png').unlink()
   with pytest.raises(UserError, match=r'0002\.png: no LR partner'):
-    prepare.prepare(tmp_path / 'HR', tmp_path / 'out2',
+    prepared.prepare(tmp_path / 'HR', tmp_path / 'out2',
                     lr_dir=tmp_path / 'LR', scale=4, progress=False)
 
 
@@ -168,7 +167,7 @@ def test_training_from_official_lr_files_via_prepared_dir(tmp_path):
                    train_lr_dir=str(tmp_path / 'LR'))
   state = train.train_and_evaluate(c, tmp_path / 'w')
   assert int(state.step) == 4
-  assert prepare.is_prepared(tmp_path / 'prep')
+  assert prepared.is_prepared(tmp_path / 'prep')
   lines = (tmp_path / 'w' / 'metrics.jsonl').read_text().splitlines()
   assert all(np.isfinite(json.loads(l)['loss']) for l in lines)
 
@@ -176,7 +175,7 @@ def test_training_from_official_lr_files_via_prepared_dir(tmp_path):
 def test_training_from_a_prepared_folder_matches_raw_folder(tmp_path):
   """Same seed: mapped data gives the very same run as decoded data."""
   write_images(tmp_path / 'src', n=3, size=(48, 40))
-  prepare.prepare(tmp_path / 'src', tmp_path / 'prep', progress=False)
+  prepared.prepare(tmp_path / 'src', tmp_path / 'prep', progress=False)
   a = train.train_and_evaluate(small_config(train_dir=str(tmp_path / 'src')),
                                tmp_path / 'a')
   b = train.train_and_evaluate(small_config(train_dir=str(tmp_path / 'prep')),
@@ -198,13 +197,11 @@ def test_lr_files_without_lr_dir_is_a_config_error(tmp_path):
 
 def test_cli(tmp_path):
   write_images(tmp_path / 'src', n=2)
-  run = lambda *a: subprocess.run(
-      [sys.executable, '-m', 'gramjax.prepare', *a], cwd=REPO,
-      capture_output=True, text=True, timeout=120)
+  run = lambda *a: run_module('prepare', *a, timeout=120)
   r = run(f'--input={tmp_path / "src"}', f'--output={tmp_path / "out"}')
   assert r.returncode == 0, r.stderr
   assert 'preparing' in r.stderr and '2/2' in r.stderr
-  assert prepare.is_prepared(tmp_path / 'out')
+  assert prepared.is_prepared(tmp_path / 'out')
   r = run(f'--input={tmp_path / "nope"}', f'--output={tmp_path / "o2"}')
   assert r.returncode == 2 and str(tmp_path / 'nope') in r.stderr
   assert 'Traceback' not in r.stderr

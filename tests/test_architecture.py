@@ -1,0 +1,103 @@
+"""The package's layering, read from its source with ``ast``: imports point
+down only (no cycles, function-level imports included), library modules
+never import a command line nor import gramjax lazily, and modules stay
+small (docs/architecture.md)."""
+
+import ast
+import pathlib
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / 'gramjax'
+COMMANDS = {'main', 'evaluate', 'predict', 'report', 'prepare', 'download'}
+# The layer of every module: a module may import only lower layers (or its
+# own layer, without cycles).
+LAYERS = {
+    0: {'errors', 'files', 'progress', 'imresize', 'metrics', 'uncertainty',
+        'losses', 'models', 'models.srresnet', 'pixels', 'visualize'},
+    1: {'state', 'data', 'data.images', 'data.prepared', 'data.pipeline',
+        'checkpoint', 'distributed', 'monitor'},
+    2: {'inference', 'evaluation', 'train', 'photos'},
+    3: {'tables', 'figures', 'reporting'},
+    4: {'cli'} | COMMANDS,
+}
+
+
+def modules():
+  out = {}
+  for path in sorted(PACKAGE.rglob('*.py')):
+    name = '.'.join(path.relative_to(PACKAGE).with_suffix('').parts)
+    out[name.removesuffix('.__init__') or '__init__'] = path
+  return out
+
+
+def imports(name, path, names):
+  """(target module, at module level?) for every gramjax import."""
+  tree = ast.parse(path.read_text())
+  top = {id(n) for n in tree.body}
+  found = []
+  for node in ast.walk(tree):
+    targets = []
+    if isinstance(node, ast.Import):
+      targets = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      # ``from gramjax.data import images``: the submodule (what it needs);
+      # ``from gramjax.errors import UserError``: the module.
+      targets = [f'{node.module}.{a.name}' for a in node.names]
+    for t in targets:
+      if not t.startswith('gramjax.'):
+        continue
+      t = t[len('gramjax.'):]
+      while t and t not in names:
+        t = t.rpartition('.')[0]
+      if t and t != name and t != '__init__':
+        found.append((t, id(node) in top))
+  return found
+
+
+def graph():
+  mods = modules()
+  return {n: imports(n, p, mods) for n, p in mods.items()}
+
+
+def layer(name):
+  return next(l for l, names in LAYERS.items() if name in names)
+
+
+def test_every_module_has_a_layer():
+  assert set(modules()) - {'__init__'} == set().union(*LAYERS.values())
+
+
+def test_imports_point_down_and_never_lazily_in_the_library():
+  for name, targets in graph().items():
+    if name == '__init__':
+      continue
+    for target, at_top in targets:
+      assert layer(target) <= layer(name), f'{name} imports {target}'
+      assert target not in COMMANDS, f'{name} imports the command {target}'
+      if name not in COMMANDS:
+        assert at_top, f'{name} imports {target} inside a function'
+
+
+def test_no_import_cycle():
+  edges = {n: {t for t, _ in ts} for n, ts in graph().items()}
+  state = {}
+
+  def visit(n, stack):
+    state[n] = 'open'
+    for m in edges.get(n, ()):
+      assert state.get(m) != 'open', ' -> '.join(stack + [n, m])
+      if m not in state:
+        visit(m, stack + [n])
+    state[n] = 'done'
+
+  for n in edges:
+    if n not in state:
+      visit(n, [])
+
+
+def test_modules_stay_small():
+  for name, path in modules().items():
+    lines = len(path.read_text().splitlines())
+    limit = 250 if name in COMMANDS else 500
+    assert lines <= limit, f'{name}: {lines} lines (limit {limit})'
