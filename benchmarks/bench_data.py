@@ -29,8 +29,10 @@ from PIL import Image
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from gramjax import data  # noqa: E402
 from gramjax import losses  # noqa: E402
-from gramjax import prepare  # noqa: E402
+from gramjax import pixels  # noqa: E402
+from gramjax import state as state_lib  # noqa: E402
 from gramjax import train  # noqa: E402
+from gramjax.data import prepared  # noqa: E402
 
 
 def timeit(fn, repeats):
@@ -46,7 +48,7 @@ def timeit(fn, repeats):
 def bench_lr(repeats):
   rng = np.random.default_rng(0)
   hr = jnp.asarray(rng.integers(0, 256, (16, 96, 96, 3), dtype=np.uint8))
-  ours = jax.jit(lambda x: train.make_lr_hr(x, 4)[0])
+  ours = jax.jit(lambda x: pixels.downscale(x, 4, jnp))
   ref = jax.jit(lambda x: jax.image.resize(
       x.astype(jnp.float32) / 255.0, (16, 24, 24, 3), 'bicubic',
       antialias=True))
@@ -92,8 +94,8 @@ def bench_crops(folder):
   memory = crops_per_second(
       lambda: random_crop(images[rng.integers(len(images))]))
   with tempfile.TemporaryDirectory() as tmp:
-    prepare.prepare(folder, tmp, progress=False)
-    _, mapped, _ = prepare.open_prepared(tmp)
+    prepared.prepare(folder, tmp, progress=False)
+    _, mapped, _ = prepared.open_prepared(tmp)
     mmap = crops_per_second(
         lambda: random_crop(mapped[rng.integers(len(mapped))]))
   print(f'96x96 training crops from {len(paths)} images in {folder}:')
@@ -107,8 +109,8 @@ def bench_pipeline_vs_step(folder, steps):
   from configs import gram as gram_config  # pylint: disable=g-import-not-at-top
   config = gram_config.get_config()
   with tempfile.TemporaryDirectory() as tmp:
-    prepare.prepare(folder, tmp, progress=False)
-    _, mapped, _ = prepare.open_prepared(tmp)
+    prepared.prepare(folder, tmp, progress=False)
+    _, mapped, _ = prepared.open_prepared(tmp)
     it = iter(data.train_dataset(mapped, crop=96, batch_size=16, seed=0))
     next(it)
     n, start = 0, time.perf_counter()
@@ -116,13 +118,12 @@ def bench_pipeline_vs_step(folder, steps):
       next(it)
       n += 16
     supply = n / (time.perf_counter() - start)
-    graphdef, params, model_state, init = train.model_and_state_fn(config)
-    tx = train.make_optimizer(config.optimizer)
+    recipe = state_lib.build(config)
     step = jax.jit(train.make_train_step(
-        graphdef, tx, losses.make_pixel_loss('gram', {'units': '[-1,1]'}),
-        train.make_schedule(config.optimizer), scale=4, round_lr=True,
-        attention_units='[-1,1]'), donate_argnums=0)
-    state = jax.jit(init)(params, model_state)
+        recipe.graphdef, recipe.tx,
+        losses.make_pixel_loss('gram', {'units': '[-1,1]'}), recipe.schedule,
+        scale=4, round_lr=True, attention_units='[-1,1]'), donate_argnums=0)
+    state = jax.jit(recipe.init)(recipe.params, recipe.model_state)
     batch = {'hr': jnp.asarray(next(it)['hr'])}
     state, m = step(state, batch)
     jax.block_until_ready(m)

@@ -37,10 +37,11 @@ def child(size: int, tile: int, repeats: int) -> dict:
   sys.path.insert(0, str(ROOT))
   from configs import base  # pylint: disable=g-import-not-at-top
   from gramjax import inference  # pylint: disable=g-import-not-at-top
-  from gramjax import train  # pylint: disable=g-import-not-at-top
+  from gramjax import state as state_lib  # pylint: disable=g-import-not-at-top
   config = base.get_config()
-  graphdef, params, model_state, _ = train.model_and_state_fn(config)
-  predictor = inference.Predictor(config, graphdef, params, model_state)
+  recipe = state_lib.build(config)
+  predictor = inference.Predictor(config, recipe.graphdef, recipe.params,
+                                  recipe.model_state)
   lr = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
   dev = jax.devices()[0]
   before = rss_mib()

@@ -55,6 +55,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 from configs import base  # noqa: E402
 from gramjax import losses  # noqa: E402
+from gramjax import state as state_lib  # noqa: E402
 from gramjax import train  # noqa: E402
 
 OPTIONS = {'mse': {}, 'nll': {}, 'gram': {'units': '[-1,1]'},
@@ -185,12 +186,13 @@ def main():
 
   config = base.get_config()
   config.model.compute_dtype = args.dtype
-  graphdef, params, model_state, init = train.model_and_state_fn(config)
-  tx = train.make_optimizer(config.optimizer)
-  schedule = train.make_schedule(config.optimizer)
+  recipe = state_lib.build(config)
+  graphdef, params, model_state = (recipe.graphdef, recipe.params,
+                                   recipe.model_state)
+  init, tx, schedule = recipe.init, recipe.tx, recipe.schedule
   # The training loop's layout: batch split over a 1-D mesh of every
   # device, state replicated.
-  mesh = train.create_mesh()
+  mesh = distributed.create_mesh()
   replicated = NamedSharding(mesh, P())
   rng = np.random.default_rng(0)
   batch = {'hr': jax.device_put(rng.integers(

@@ -255,9 +255,10 @@ def main():
                '../shared/data beside the repository; pass --train_dir and '
                '--data to use others)')
 
-  from gramjax import evaluate  # pylint: disable=g-import-not-at-top
-  from gramjax import report  # pylint: disable=g-import-not-at-top
-  from gramjax import train as train_lib  # pylint: disable=g-import-not-at-top
+  from gramjax import evaluation  # pylint: disable=g-import-not-at-top
+  from gramjax import inference  # pylint: disable=g-import-not-at-top
+  from gramjax import reporting  # pylint: disable=g-import-not-at-top
+  from gramjax import state as state_lib  # pylint: disable=g-import-not-at-top
   import importlib.util  # pylint: disable=g-import-not-at-top
   spec = importlib.util.spec_from_file_location('cfg', ROOT / args.config)
   cfg_mod = importlib.util.module_from_spec(spec)
@@ -283,9 +284,9 @@ def main():
         loss, seed, runs / f'{loss}_seed{seed}', args)
     print(f'    {fmt_s(walls[(loss, seed)])}', file=sys.stderr, flush=True)
 
-  folders = evaluate.resolve_folders(args.data)
+  folders = evaluation.resolve_folders(args.data)
   names = [f.name for f in folders]
-  results = {'bicubic': evaluate.evaluate_folders(
+  results = {'bicubic': evaluation.evaluate_folders(
       folders, scale=config.model.scale, convention='standard',
       quiet=True)[0]}
   predictors, per_image = {}, {}
@@ -294,8 +295,8 @@ def main():
     results[loss] = {}
     for seed in seeds:
       print(f'evaluating {loss} seed {seed}', file=sys.stderr, flush=True)
-      predictor = evaluate.load_model(str(runs / f'{loss}_seed{seed}'))
-      results[loss][seed], images = evaluate.evaluate_folders(
+      predictor = inference.load(runs / f'{loss}_seed{seed}')
+      results[loss][seed], images = evaluation.evaluate_folders(
           folders, scale=config.model.scale, convention='standard',
           predictor=predictor, quiet=True)
       if seed == seeds[0]:
@@ -305,7 +306,7 @@ def main():
 
   out = pathlib.Path(args.out)
   fig_dir = out.parent / f'{out.stem}_figures'
-  written, note = report.write_figures(
+  written, note = reporting.write_figures(
       predictors, per_image, folders, scale=config.model.scale, tile=128,
       directory=fig_dir, fig_images=args.fig_images)
   pictures = [f'![{title}]({os.path.relpath(path, out.parent)})'
@@ -313,7 +314,7 @@ def main():
 
   m = config.model
   train_total = sum(walls.values())
-  params = train_lib.model_and_state_fn(config)[1]
+  params = state_lib.build(config).params
   import jax  # pylint: disable=g-import-not-at-top
   n_params = sum(x.size for x in jax.tree.leaves(params))
   cmd = 'python benchmarks/reproduce_cpu_scale.py' + ''.join(

@@ -11,6 +11,7 @@ import pytest
 
 from configs import base
 from gramjax import losses
+from gramjax import state as state_lib
 from gramjax import train
 from tests.conftest import REPO
 
@@ -37,13 +38,11 @@ def test_model_flops_match_xla_cost_analysis(bench_train, blocks, channels,
   elementwise work (a few %)."""
   config = base.get_config()
   config.model.num_blocks, config.model.channels = blocks, channels
-  graphdef, params, model_state, init = train.model_and_state_fn(config)
-  tx = train.make_optimizer(config.optimizer)
+  recipe = state_lib.build(config)
   step = jax.jit(train.make_train_step(
-      graphdef, tx, losses.make_pixel_loss('nll', {}),
-      train.make_schedule(config.optimizer), scale=4, round_lr=True,
-      attention_units='[-1,1]'))
-  state = jax.jit(init)(params, model_state)
+      recipe.graphdef, recipe.tx, losses.make_pixel_loss('nll', {}),
+      recipe.schedule, scale=4, round_lr=True, attention_units='[-1,1]'))
+  state = jax.jit(recipe.init)(recipe.params, recipe.model_state)
   batch = {'hr': jnp.zeros((2, crop, crop, 3), jnp.uint8)}
   xla = bench_train.compiled_flops(step.lower(state, batch).compile())
   if xla is None:
@@ -60,7 +59,7 @@ def test_torch_reference_has_the_same_parameters():
   torch = pytest.importorskip('torch')
   ref = load('torch_reference')
   config = base.get_config()
-  _, params, _, _ = train.model_and_state_fn(config)
+  params = state_lib.build(config).params
   ours = sorted(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
   model = ref.SRResNet()
   theirs = sorted(p.numel() for p in model.parameters())

@@ -3,8 +3,6 @@ batch splitting errors, and bfloat16 mixed precision."""
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +14,7 @@ from gramjax import distributed
 from gramjax import models
 from gramjax import train
 from gramjax.errors import UserError
-from tests.conftest import REPO
+from tests.conftest import run_module
 
 TINY = ['--config.model.num_blocks=2', '--config.model.channels=8',
         '--config.data.crop_size=32', '--config.data.sample_images=',
@@ -27,10 +25,8 @@ def run_main(workdir, devices, *extra):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   env.pop('JAX_COORDINATOR_ADDRESS', None)
   env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
-  return subprocess.run(
-      [sys.executable, '-m', 'gramjax.main', '--config=configs/demo.py',
-       f'--workdir={workdir}', *TINY, *extra], cwd=REPO, env=env,
-      capture_output=True, text=True, timeout=600)
+  return run_module('main', '--config=configs/demo.py',
+                    f'--workdir={workdir}', *TINY, *extra, env=env)
 
 
 def losses(workdir):
@@ -183,13 +179,12 @@ def test_training_splits_the_cpu_by_default(tmp_path):
   for requested, devices in ((0, expected), (1, 1)):
     env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
     env['JAX_PLATFORMS'] = 'cpu'
-    r = subprocess.run(
-        [sys.executable, '-m', 'gramjax.main', '--config=configs/demo.py',
-         f'--workdir={tmp_path / str(requested)}', '--config.total_steps=1',
-         '--config.batch_size=4', '--config.model.num_blocks=1',
-         '--config.model.channels=8', '--config.data.crop_size=32',
-         '--config.data.sample_images=', '--config.tensorboard=False',
-         f'--config.cpu_devices={requested}'],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    r = run_module(
+        'main', '--config=configs/demo.py',
+        f'--workdir={tmp_path / str(requested)}', '--config.total_steps=1',
+        '--config.batch_size=4', '--config.model.num_blocks=1',
+        '--config.model.channels=8', '--config.data.crop_size=32',
+        '--config.data.sample_images=', '--config.tensorboard=False',
+        f'--config.cpu_devices={requested}', env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f'{devices} local of {devices} cpu devices' in r.stderr

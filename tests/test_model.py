@@ -10,7 +10,7 @@ from flax import nnx
 
 from configs import base as base_config
 from gramjax import data as data_lib
-from gramjax import train
+from gramjax import pixels
 from gramjax.models import SRResNet, build_model
 from gramjax.models.srresnet import pixel_shuffle
 
@@ -50,7 +50,7 @@ def astronaut_batch():
   path = data_lib.resolve_images('builtin:skimage/astronaut')[0]
   img = data_lib.load_image(path)
   hr = np.stack([img[100:196, 150:246], img[300:396, 200:296]])
-  return train.make_lr_hr(jnp.asarray(hr), 4)
+  return pixels.training_pair(jnp.asarray(hr), 4, xp=jnp)
 
 
 # ---------------------------------------------------------------- counts --
