@@ -27,13 +27,6 @@ import sys
 from absl import flags
 
 from gramjax import cli
-from gramjax import evaluation
-from gramjax import figures
-from gramjax import files
-from gramjax import inference
-from gramjax import metrics
-from gramjax import reporting
-from gramjax import tables
 from gramjax.errors import UserError
 
 METHODS = ('bicubic',)
@@ -54,6 +47,7 @@ FLAGS = flags.FLAGS
 
 def check_flags() -> None:
   """Flag combinations and values, each error naming the flag."""
+  from gramjax import metrics  # pylint: disable=g-import-not-at-top
   method, workdir = _METHOD.value, _WORKDIR.value
   if method and workdir:
     raise UserError(f'--method={method} and --workdir={workdir}: give '
@@ -75,6 +69,17 @@ def check_flags() -> None:
 
 def _main() -> None:
   check_flags()
+  # The library is imported once the flags are good: --help and usage
+  # errors answer at once, without loading JAX.
+  # pylint: disable=g-import-not-at-top
+  from gramjax import evaluation
+  from gramjax import figures
+  from gramjax import files
+  from gramjax import inference
+  from gramjax import metrics
+  from gramjax import reporting
+  from gramjax import tables
+  # pylint: enable=g-import-not-at-top
   folders = evaluation.resolve_folders(FLAGS.data)
   scale, predictor = cli.given('scale'), None
   if _WORKDIR.value:

@@ -9,8 +9,6 @@ unchanged images (see ``gramjax.data.prepared``).
 from absl import flags
 
 from gramjax import cli
-from gramjax import files
-from gramjax.data import prepared
 from gramjax.errors import UserError
 
 flags.adopt_module_key_flags(cli)
@@ -26,6 +24,10 @@ def _main() -> None:
   if not _INPUT.value or not _OUTPUT.value:
     raise UserError('give --input=DIR (a folder of images) and --output=OUT '
                     '(the prepared folder)')
+  # pylint: disable=g-import-not-at-top
+  from gramjax import files
+  from gramjax.data import prepared
+  # pylint: enable=g-import-not-at-top
   with files.output_dir(_OUTPUT.value, '--output') as out:
     manifest = prepared.prepare(_INPUT.value, out, lr_dir=_LR_DIR.value,
                                 scale=_SCALE.value)

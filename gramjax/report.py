@@ -25,10 +25,6 @@ import sys
 from absl import flags
 
 from gramjax import cli
-from gramjax import evaluation
-from gramjax import files
-from gramjax import metrics
-from gramjax import reporting
 from gramjax import tables
 from gramjax.errors import UserError
 
@@ -70,6 +66,14 @@ def parse_models(spec: str) -> dict[str, str]:
 
 
 def _main() -> None:
+  # The library is imported once the flags are parsed: --help and usage
+  # errors answer at once, without loading JAX.
+  # pylint: disable=g-import-not-at-top
+  from gramjax import evaluation
+  from gramjax import files
+  from gramjax import metrics
+  from gramjax import reporting
+  # pylint: enable=g-import-not-at-top
   models = parse_models(_MODELS.value)
   baseline = _BASELINE.value or next(iter(models))
   if FLAGS.convention not in metrics.CONVENTIONS:

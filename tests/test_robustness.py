@@ -476,6 +476,9 @@ def test_allow_config_change_resumes_with_the_new_values(trained, tmp_path,
   assert int(state.step) == 15
   assert ('resuming with config changes: optimizer.b2: 0.99 -> 0.999'
           in caplog.text)
+  # config.json says what the run went on with, not what it started with.
+  assert json.loads((work / 'config.json').read_text())['optimizer'][
+      'b2'] == 0.999
   assert logged_steps(work) == [5, 10, 15]
 
 
