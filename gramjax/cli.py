@@ -110,7 +110,8 @@ def run(body: Callable[[], int | None], *, verbose: bool) -> int:
     for handler in logging.getLogger().handlers:  # absl's handler is root's.
       handler.addFilter(_quiet_libraries)
   try:
-    return body() or 0
+    status = body()
+    return status if isinstance(status, int) else EXIT_OK
   except Preempted as e:
     print(f'stopped: {e}', file=sys.stderr)
     return e.exit_code
