@@ -18,8 +18,8 @@ from PIL import Image
 from configs import demo as demo_config
 from gramjax import data as data_lib
 from gramjax import inference
-from gramjax import predict
-from gramjax import train
+from gramjax import photos
+from gramjax import state
 from gramjax.errors import UserError
 
 FUZZ = settings(max_examples=1000, deadline=None, derandomize=True,
@@ -152,8 +152,9 @@ def predictor():
   """A tiny untrained model: the file handling does not care."""
   c = demo_config.get_config()
   c.model.num_blocks, c.model.channels = 1, 4
-  graphdef, params, model_state, _ = train.model_and_state_fn(c)
-  return inference.Predictor(c, graphdef, params, model_state, step=0)
+  recipe = state.build(c)
+  return inference.Predictor(c, recipe.graphdef, recipe.params,
+                             recipe.model_state, step=0)
 
 
 @settings(max_examples=100, deadline=None, derandomize=True, database=None,
@@ -168,10 +169,10 @@ def test_predict_gives_outputs_or_one_error_line(predictor, scratch, file):
     p.unlink()
   path = indir / name
   path.write_bytes(data)
-  job = predict.Job(path, path.stem)
+  job = photos.Job(path, path.stem)
   said, stderr = [], io.StringIO()
   with contextlib.redirect_stderr(stderr):
-    results, failures = predict.predict_all(
+    results, failures = photos.predict_all(
         predictor, [job], outdir, show_progress=False, say=said.append)
   assert 'Traceback' not in stderr.getvalue() + ''.join(said)
   errors = [l for l in said if l.startswith('error:')]

@@ -1,6 +1,11 @@
-"""``python -m gramjax.predict``: user images of every kind in, SR mean,
-uncertainty map with legend and raw log-variance out; bad files cost one
-error line each; big photos run tiled at bounded memory."""
+"""``python -m gramjax.predict`` and its library ``gramjax.photos``: user
+images of every kind in, SR mean, uncertainty map with legend and raw
+log-variance out; bad files cost one error line each; big photos run tiled
+at bounded memory; each file's line appears as soon as it is done.
+
+The command line is only run as a subprocess (importing it here would
+define its flags in the test process).
+"""
 
 import os
 import pathlib
@@ -15,11 +20,13 @@ from PIL import Image
 
 from configs import demo as demo_config
 from gramjax import inference
-from gramjax import predict
+from gramjax import photos
+from gramjax import pixels
 from gramjax import train
 from gramjax import visualize
 from gramjax.errors import UserError
-from tests.conftest import REPO, shared_data
+from tests.conftest import REPO, command, error_lines, run_module
+from tests.conftest import shared_data
 
 SCALE = 4
 
@@ -50,14 +57,13 @@ def predictor(workdir):
   return inference.load(workdir)
 
 
-def run_cli(*args, timeout=300):
-  return subprocess.run(
-      [sys.executable, '-m', 'gramjax.predict', *map(str, args)], cwd=REPO,
-      capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def error_lines(stderr):
-  return [l for l in stderr.splitlines() if l.startswith('error:')]
+def run_cli(*args, timeout=300, merge=False):
+  """Runs the command; ``merge``: stderr into stdout, in the order written."""
+  if not merge:
+    return run_module('predict', *args, timeout=timeout)
+  return subprocess.run(command('predict', *args), cwd=REPO,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        text=True, timeout=timeout, check=False)
 
 
 def photo(h, w, seed=0):
@@ -69,12 +75,16 @@ def photo(h, w, seed=0):
   return np.clip(arr, 0, 255).astype(np.uint8)
 
 
-def check_outputs(outdir, stem, lr_w, lr_h, mode='RGB', full=True):
+def check_outputs(outdir, stem, lr_w, lr_h, mode='RGB', full=True,
+                  log_var=True):
   sr = Image.open(outdir / f'{stem}_sr.png')
   unc = Image.open(outdir / f'{stem}_uncertainty.png')
   assert sr.size == (lr_w * SCALE, lr_h * SCALE), stem
   assert sr.mode == mode, stem
   assert unc.size == sr.size and unc.mode == 'RGB', stem
+  if not log_var:
+    assert not (outdir / f'{stem}_log_var.npy').exists(), stem
+    return sr, unc, None
   log_var = np.load(outdir / f'{stem}_log_var.npy',
                     mmap_mode=None if full else 'r')
   assert log_var.shape == (lr_h * SCALE, lr_w * SCALE, 3), stem
@@ -102,6 +112,10 @@ def test_set14_through_the_cli(workdir, tmp_path):
     mode = 'L' if path.stem == 'bridge' else 'RGB'
     check_outputs(out, path.stem, w, h, mode)
   assert len(list(out.iterdir())) == 14 * 3       # No temporary leftovers.
+  # One result line per image on stdout, in name order.
+  lines = proc.stdout.splitlines()
+  assert [l.split(' ')[0] for l in lines] == [str(p) for p in files]
+  assert all('_sr.png' in l and '_log_var.npy' in l for l in lines)
 
 
 def test_large_photo_runs_tiled_in_bounded_memory(workdir, tmp_path):
@@ -114,10 +128,10 @@ def test_large_photo_runs_tiled_in_bounded_memory(workdir, tmp_path):
              'print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n'
              'sys.exit(rc)\n')
   proc = subprocess.run(
-      [sys.executable, '-c', wrapper, sys.executable, '-m', 'gramjax.predict',
-       f'--workdir={workdir}', f'--input={src}', f'--output={out}',
-       '--tile=128'], cwd=REPO, capture_output=True, text=True, timeout=400,
-      check=False)
+      [sys.executable, '-c', wrapper, *command(
+          'predict', f'--workdir={workdir}', f'--input={src}',
+          f'--output={out}', '--tile=128')], cwd=REPO, capture_output=True,
+      text=True, timeout=400, check=False)
   assert proc.returncode == 0, proc.stderr
   peak_gib = int(proc.stdout.strip().splitlines()[-1]) / 2**20  # KiB.
   print(f'peak RSS of the 2000x1500 prediction: {peak_gib:.2f} GiB')
@@ -128,8 +142,8 @@ def test_large_photo_runs_tiled_in_bounded_memory(workdir, tmp_path):
 
 def test_tiled_equals_untiled(predictor, tmp_path):
   lr = photo(61, 97, seed=3).astype(np.float32) / 255.0
-  whole_mean, whole_log_var = predictor.run(lr)
-  strips = list(predict.predict_strips(predictor, lr, tile=16))
+  whole_mean, whole_log_var = predictor(lr, tile=0)
+  strips = list(predictor.strips(lr, tile=16))
   assert len(strips) == 4                          # ceil(61 / 16) strips.
   mean = np.concatenate([m for _, _, m, _ in strips])
   log_var = np.concatenate([v for _, _, _, v in strips])
@@ -147,8 +161,8 @@ def test_tiled_equals_untiled(predictor, tmp_path):
   for tile in (0, 16):
     outdir = tmp_path / f'tile{tile}'
     outdir.mkdir()
-    predict.predict_image(predictor, predict.Job(src, 'small'), outdir,
-                          tile=tile)
+    photos.predict_image(predictor, photos.Job(src, 'small'), outdir,
+                         tile=tile)
     outs[tile] = outdir
   a = np.load(outs[0] / 'small_log_var.npy')
   b = np.load(outs[16] / 'small_log_var.npy')
@@ -259,7 +273,7 @@ def test_twenty_bad_files_one_line_each(workdir, tmp_path):
     check_outputs(out, pathlib.Path(name).stem, w, h)
   assert sorted(p.name for p in out.iterdir()) == sorted(
       f'{pathlib.Path(n).stem}{s}' for n in good
-      for s in predict.OUTPUT_SUFFIXES)
+      for s in photos.OUTPUT_SUFFIXES)
   assert 'done: 3 of 23 images' in proc.stderr
 
 
@@ -270,8 +284,8 @@ def test_unreadable_file_is_one_error(predictor, tmp_path):
   Image.fromarray(photo(8, 8)).save(src)
   src.chmod(0)
   notes = []
-  results, failures = predict.predict_all(
-      predictor, [predict.Job(src, 'locked')], tmp_path, say=notes.append)
+  results, failures = photos.predict_all(
+      predictor, [photos.Job(src, 'locked')], tmp_path, say=notes.append)
   assert not results and len(failures) == 1
   assert failures[0][1].startswith(f'error: {src}: cannot read it')
 
@@ -298,13 +312,13 @@ def test_every_kind_of_image(predictor, tmp_path):
   Image.fromarray(rgb).save(src / 'rotated.jpg', exif=exif)
   assert Image.open(src / 'palette.png').mode == 'P'
   assert Image.open(src / 'cmyk.jpg').mode == 'CMYK'
-  paths, _ = predict.list_inputs(str(src))
+  paths, _ = photos.list_inputs(str(src))
   out = tmp_path / 'out'
   out.mkdir()
   notes = []
-  jobs = predict.plan_outputs(paths, out, say=notes.append)
-  results, failures = predict.predict_all(predictor, jobs, out,
-                                          say=notes.append)
+  jobs = photos.plan_outputs(paths, out, say=notes.append)
+  results, failures = photos.predict_all(predictor, jobs, out,
+                                         say=notes.append)
   assert not failures, failures
   assert len(results) == 9
   for stem in ('rgba', 'rgb16', 'palette', 'cmyk', 'tiny'):
@@ -321,7 +335,7 @@ def test_16bit_grey_keeps_its_range(predictor, tmp_path):
   """A 16-bit file is read on its 0-65535 scale (not as 8-bit garbage)."""
   ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
   Image.fromarray(ramp).save(tmp_path / 'ramp16.png')
-  img = predict.read_image(tmp_path / 'ramp16.png')
+  img = photos.read_image(tmp_path / 'ramp16.png')
   assert img.grey and not img.alpha
   np.testing.assert_array_equal(img.pixels[..., 0],
                                 np.round(ramp / 257).astype(np.uint8))
@@ -354,13 +368,13 @@ def test_usage_errors_exit_2_with_one_line(workdir, tmp_path):
 
 
 def test_checkpoint_flag_selects_that_step(workdir, tmp_path):
-  assert predict.resolve_model(None, f'{workdir}/checkpoints/3', None) == (
+  assert photos.resolve_model(None, f'{workdir}/checkpoints/3', None) == (
       workdir, 3)
-  assert predict.resolve_model(None, f'{workdir}/checkpoints', None) == (
+  assert photos.resolve_model(None, f'{workdir}/checkpoints', None) == (
       workdir, None)
-  assert predict.resolve_model(str(workdir), None, 5) == (workdir, 5)
+  assert photos.resolve_model(str(workdir), None, 5) == (workdir, 5)
   with pytest.raises(UserError, match='not a checkpoint folder'):
-    predict.resolve_model(None, str(tmp_path), None)
+    photos.resolve_model(None, str(tmp_path), None)
   img = tmp_path / 'a.png'
   Image.fromarray(photo(12, 16)).save(img)
   out = tmp_path / 'out'
@@ -370,8 +384,8 @@ def test_checkpoint_flag_selects_that_step(workdir, tmp_path):
   assert 'step 3 (x4)' in proc.stderr
   log_var = np.load(out / 'a_log_var.npy')
   lr = np.asarray(Image.open(img), np.float32) / 255.0
-  step3 = inference.load(workdir, 3).run(lr)[1]
-  step5 = inference.load(workdir, 5).run(lr)[1]
+  step3 = inference.load(workdir, 3)(lr, tile=0)[1]
+  step5 = inference.load(workdir, 5)(lr, tile=0)[1]
   assert not np.array_equal(step3, step5)     # The weights differ.
   np.testing.assert_allclose(log_var, step3, atol=1e-5)
 
@@ -381,19 +395,27 @@ def test_outputs_never_overwrite_inputs(tmp_path):
   folder.mkdir()
   for name in ('a.png', 'a_sr.png', 'b.jpg', 'b.png'):
     Image.fromarray(photo(8, 8)).save(folder / name)
-  paths, _ = predict.list_inputs(str(folder), say=lambda m: None)
+  paths, _ = photos.list_inputs(str(folder), say=lambda m: None)
   with pytest.raises(UserError, match='would overwrite the input'):
-    predict.plan_outputs(paths, folder, say=lambda m: None)
+    photos.plan_outputs(paths, folder, say=lambda m: None)
   notes = []
-  jobs = predict.plan_outputs(paths, tmp_path / 'out', say=notes.append)
+  jobs = photos.plan_outputs(paths, tmp_path / 'out', say=notes.append)
   assert [j.stem for j in jobs] == ['a', 'a_sr', 'b_jpg', 'b_png']
   assert 'b.jpg as b_jpg_*' in notes[0]
   # A first run into the input folder itself is fine (nothing collides).
   lone = tmp_path / 'lone'
   lone.mkdir()
   Image.fromarray(photo(8, 8)).save(lone / 'x.png')
-  paths, _ = predict.list_inputs(str(lone))
-  assert [j.stem for j in predict.plan_outputs(paths, lone)] == ['x']
+  paths, _ = photos.list_inputs(str(lone))
+  assert [j.stem for j in photos.plan_outputs(paths, lone)] == ['x']
+  # Only the outputs written count: without the .npy, an input named like
+  # it is safe.
+  npy_named = [lone / 'x.png', lone / 'x_log_var.npy']
+  with pytest.raises(UserError, match='x_log_var.npy there would overwrite'):
+    photos.plan_outputs(npy_named, lone)
+  assert [j.stem for j in photos.plan_outputs(npy_named, lone,
+                                              log_var=False)] == [
+                                                  'x', 'x_log_var']
 
 
 # --------------------------------------------------------------- legend --
@@ -408,18 +430,18 @@ def test_uncertainty_map_legend_and_fixed_scale(predictor, tmp_path):
     srcs.append(src)
   # The colour scale: fixed at the first image's median sigma, so both
   # images span several colours of it.
-  first = predict.predict_image(predictor, predict.Job(srcs[0], 'probe'),
-                                out)
-  sigma0 = visualize.sigma_grey_levels(np.load(first.log_var))
+  first = photos.predict_image(predictor, photos.Job(srcs[0], 'probe'),
+                               out)
+  sigma0 = pixels.sigma_grey(np.load(first.log_var))
   sigma_max = float(np.median(sigma0))
   for i, src in enumerate(srcs):
-    r = predict.predict_image(predictor, predict.Job(src, f'img{i}'), out,
-                              sigma_max=sigma_max)
+    r = photos.predict_image(predictor, photos.Job(src, f'img{i}'), out,
+                             sigma_max=sigma_max)
     assert r.sigma_max == sigma_max
     unc = np.asarray(Image.open(r.uncertainty))
     sr = Image.open(r.sr)
     assert unc.shape[:2] == (sr.height, sr.width)
-    sigma = visualize.sigma_grey_levels(np.load(r.log_var))
+    sigma = pixels.sigma_grey(np.load(r.log_var))
     plain = visualize.colormap(sigma, sigma_max)
     box = visualize.legend_box(unc.shape, sigma_max)
     assert box is not None
@@ -437,29 +459,95 @@ def test_uncertainty_map_legend_and_fixed_scale(predictor, tmp_path):
     assert Image.open(r.uncertainty).text['sigma_max_grey'] == (
         f'{sigma_max:.6g}')
   # Default scale: the image's own 99th percentile.
-  sigma = visualize.sigma_grey_levels(np.load(first.log_var))
+  sigma = pixels.sigma_grey(np.load(first.log_var))
   assert first.sigma_max == pytest.approx(visualize.robust_vmax(
       sigma.astype(np.float32)))
 
 
-def test_legend_helpers():
-  assert visualize.nice_ticks(3.7) == [0.0, 1.0, 2.0, 3.0]
-  assert visualize.nice_ticks(12.3) == [0.0, 5.0, 10.0]
-  assert visualize.nice_ticks(0.37) == [0.0, 0.1, 0.2, 0.3]
-  values = np.linspace(0, 20, 300 * 200).reshape(200, 300)
-  plain = visualize.colormap(values, 10.0)
-  np.testing.assert_array_equal(visualize.colormap_rows(values, 10.0, rows=7),
-                                plain)
-  with_bar = visualize.add_colorbar(plain, 10.0)
-  assert with_bar.shape == plain.shape
-  top, left, bottom, right = visualize.legend_box(plain.shape, 10.0)
-  mask = np.ones(plain.shape[:2], bool)
-  mask[top:bottom, left:right] = False
-  np.testing.assert_array_equal(with_bar[mask], plain[mask])
-  assert (with_bar[~mask] != plain[~mask]).any()
-  # Too small for a legend: the map is left as it is.
-  tiny = visualize.colormap(values[:40, :40], 10.0)
-  assert visualize.legend_box(tiny.shape, 10.0) is None
-  np.testing.assert_array_equal(visualize.add_colorbar(tiny, 10.0), tiny)
-  # A legend scales with big maps.
-  assert visualize.legend_scale(6000, 8000) > visualize.legend_scale(600, 800)
+
+def test_no_empty_output_folder_after_a_failed_run(workdir, tmp_path):
+  img = tmp_path / 'a.png'
+  Image.fromarray(photo(8, 8)).save(img)
+  # --step=99 passes the flag checks and fails only when the model loads,
+  # after the output folder is made: it is removed again.
+  out = tmp_path / 'out'
+  proc = run_cli(f'--workdir={workdir}', '--step=99', f'--input={img}',
+                 f'--output={out}')
+  assert proc.returncode == 2, proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: --step=99'), lines
+  assert not out.exists()
+  # A folder that was there before is left alone.
+  out.mkdir()
+  proc = run_cli(f'--workdir={workdir}', '--step=99', f'--input={img}',
+                 f'--output={out}')
+  assert proc.returncode == 2 and out.is_dir()
+  out.rmdir()
+  # Every file failing (status 1) leaves no new folder either.
+  empty = tmp_path / 'empty.png'
+  empty.write_bytes(b'')
+  proc = run_cli(f'--workdir={workdir}', f'--input={empty}',
+                 f'--output={out}')
+  assert proc.returncode == 1, proc.stderr
+  assert error_lines(proc.stderr) == [f'error: {empty}: empty file (0 bytes)']
+  assert not out.exists()
+
+
+def test_nolog_var_and_each_line_as_soon_as_done(workdir, tmp_path):
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  Image.fromarray(photo(20, 24, seed=1)).save(folder / 'a.png')
+  (folder / 'b.png').write_bytes(b'')               # Fails in the middle.
+  Image.fromarray(photo(16, 28, seed=2)).save(folder / 'c.png')
+  out = tmp_path / 'out'
+  proc = run_cli(f'--workdir={workdir}', f'--input={folder}',
+                 f'--output={out}', '--nolog_var', merge=True)
+  assert proc.returncode == 1, proc.stdout
+  assert 'Traceback' not in proc.stdout
+  check_outputs(out, 'a', 24, 20, log_var=False)
+  check_outputs(out, 'c', 28, 16, log_var=False)
+  assert sorted(p.name for p in out.iterdir()) == [
+      'a_sr.png', 'a_uncertainty.png', 'c_sr.png', 'c_uncertainty.png']
+  # stdout and stderr in the order written: a's line comes before b is
+  # tried, b's error before c's line.
+  lines = proc.stdout.splitlines()
+  first = lambda prefix: next(i for i, l in enumerate(lines)
+                              if l.startswith(prefix))
+  a = first(f'{folder / "a.png"} (24x20) -> a_sr.png (96x80)')
+  b = first(f'error: {folder / "b.png"}: empty file')
+  c = first(f'{folder / "c.png"} (28x16) -> c_sr.png (112x64)')
+  assert a < b < c, lines
+  assert '_log_var.npy' not in lines[a] + lines[c]
+  assert 'done: 2 of 3 images' in lines[-1]
+
+
+def test_on_result_comes_before_the_next_file(predictor, tmp_path):
+  paths = []
+  for name in ('a.png', 'b.png', 'c.png'):
+    paths.append(tmp_path / name)
+    Image.fromarray(photo(8, 12, seed=len(paths))).save(paths[-1])
+  paths[1].write_bytes(b'not a png')
+  out = tmp_path / 'out'
+  out.mkdir()
+  events = []
+  results, failures = photos.predict_all(
+      predictor, [photos.Job(p, p.stem) for p in paths], out,
+      show_progress=False, log_var=False, say=events.append,
+      on_result=lambda r: events.append(r.line()))
+  assert [r.path for r in results] == [paths[0], paths[2]]
+  assert [f[0] for f in failures] == [paths[1]]
+  assert len(events) == 3, events
+  assert events[0].startswith(f'{paths[0]} (12x8) -> a_sr.png (48x32), '
+                              'a_uncertainty.png (0-')
+  assert events[0].endswith('grey levels)')         # No .npy named.
+  assert events[1].startswith(f'error: {paths[1]}: cannot decode image')
+  assert events[2].startswith(f'{paths[2]} (12x8) -> c_sr.png')
+  assert all(r.log_var is None for r in results)
+  assert sorted(p.name for p in out.iterdir()) == [
+      'a_sr.png', 'a_uncertainty.png', 'c_sr.png', 'c_uncertainty.png']
+  # With the .npy, the line names it and the file holds the log-variance.
+  r = photos.predict_image(predictor, photos.Job(paths[0], 'a'), out)
+  assert r.line().endswith(', a_log_var.npy')
+  lr = np.asarray(Image.open(paths[0]), np.float32) / 255.0
+  np.testing.assert_allclose(np.load(r.log_var), predictor(lr)[1],
+                             atol=1e-6)

@@ -1,0 +1,449 @@
+"""Super-resolving image files on disk, one file at a time.
+
+The library behind ``python -m gramjax.predict`` (whose docstring documents
+the outputs): list inputs, plan output names that never overwrite an
+input, read a file (one ``UserError`` line naming it when it cannot be
+read), run an ``inference.Predictor`` strip by strip and write
+``<stem>_sr.png``, ``<stem>_uncertainty.png`` and optionally
+``<stem>_log_var.npy``, each renamed into place only once all are complete.
+
+    jobs = photos.plan_outputs(photos.list_inputs('in/')[0], out)
+    results, failures = photos.predict_all(predictor, jobs, out)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import sys
+import time
+import traceback
+import warnings
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from gramjax import data
+from gramjax import inference
+from gramjax import metrics
+from gramjax import pixels
+from gramjax import progress
+from gramjax import visualize
+from gramjax.errors import UserError
+
+# What a folder's files are tried as: the training data's suffixes, and GIF.
+IMAGE_SUFFIXES = tuple(data.IMAGE_SUFFIXES) + ('.gif', '.jpe', '.jfif',
+                                               '.pbm', '.pnm')
+SR_SUFFIX, UNCERTAINTY_SUFFIX, LOG_VAR_SUFFIX = (
+    '_sr.png', '_uncertainty.png', '_log_var.npy')
+OUTPUT_SUFFIXES = (SR_SUFFIX, UNCERTAINTY_SUFFIX, LOG_VAR_SUFFIX)
+
+Say = Callable[[str], None]
+
+
+def show(msg: str, stream=None) -> None:
+  """Writes one line (default: stderr) and flushes it; on a terminal, first
+  clears a live progress line so the message gets a line of its own."""
+  stream = stream or sys.stderr
+  if all(hasattr(s, 'isatty') and s.isatty() for s in (stream, sys.stderr)):
+    sys.stderr.write('\r\x1b[K')
+    sys.stderr.flush()
+  stream.write(msg + '\n')
+  stream.flush()
+
+
+# ----------------------------------------------------------------- inputs --
+
+@dataclasses.dataclass
+class Job:
+  """One input file and the stem of its outputs."""
+  path: pathlib.Path
+  stem: str
+
+  def outputs(self, outdir: pathlib.Path, log_var: bool = True
+              ) -> list[pathlib.Path]:
+    """The output paths: SR, uncertainty map and (``log_var``) the .npy."""
+    suffixes = OUTPUT_SUFFIXES if log_var else OUTPUT_SUFFIXES[:2]
+    return [outdir / (self.stem + s) for s in suffixes]
+
+
+def list_inputs(spec: str, say: Say = show
+                ) -> tuple[list[pathlib.Path], pathlib.Path | None]:
+  """``--input`` -> (image paths, the folder or None for a single file).
+
+  A file is tried whatever its suffix; of a folder, every entry with an
+  image suffix (files, but also folders or broken links named like images,
+  which then fail as one error each), in name order. Others and hidden
+  entries are counted in one note.
+  """
+  if not spec:
+    raise UserError('--input is required: an image file or a folder of '
+                    'images')
+  path = pathlib.Path(os.path.expanduser(spec))
+  if not path.exists():
+    if path.is_symlink():
+      raise UserError(f'--input={path}: a broken symbolic link (its target '
+                      f'{os.readlink(path)} does not exist)')
+    raise UserError(f'--input={path}: no such file or folder')
+  if not path.is_dir():
+    return [path], None
+  try:
+    entries = sorted(path.iterdir(), key=lambda p: p.name)
+  except OSError as e:
+    raise UserError(f'--input={path}: cannot list the folder ({e})') from e
+  images, ignored = [], []
+  for p in entries:
+    if not p.name.startswith('.') and p.suffix.lower() in IMAGE_SUFFIXES:
+      images.append(p)
+    else:
+      ignored.append(p.name + ('/' if p.is_dir() else ''))
+  if ignored:
+    shown = ', '.join(ignored[:5]) + (', ...' if len(ignored) > 5 else '')
+    say(f'note: {path}: ignored {len(ignored)} entr'
+        f'{"y" if len(ignored) == 1 else "ies"} without an image suffix or '
+        f'hidden ({shown})')
+  if not images:
+    raise UserError(f'--input={path}: no images in the folder (suffixes '
+                    f'{", ".join(IMAGE_SUFFIXES)})')
+  return images, path
+
+
+def plan_outputs(paths: Sequence[pathlib.Path], outdir: pathlib.Path,
+                 say: Say = show, log_var: bool = True) -> list[Job]:
+  """Output stems, distinct (``a.png`` and ``a.jpg`` become ``a_png`` and
+  ``a_jpg``), and a ``UserError`` if an output would overwrite an input."""
+  counts = {}
+  for p in paths:
+    counts[p.stem.casefold()] = counts.get(p.stem.casefold(), 0) + 1
+  jobs = [Job(p, p.stem if counts[p.stem.casefold()] == 1 else
+              f'{p.stem}_{p.suffix.lstrip(".").lower()}') for p in paths]
+  renamed = [j for j in jobs if j.stem != j.path.stem]
+  if renamed:
+    say('note: inputs share a name: writing ' + ', '.join(
+        f'{j.path.name} as {j.stem}_*' for j in renamed))
+  seen = {}
+  for j in jobs:
+    key = j.stem.casefold()
+    if key in seen:
+      raise UserError(f'{seen[key]} and {j.path} would both write '
+                      f'{outdir / (j.stem + SR_SUFFIX)}; rename one')
+    seen[key] = j.path
+  inputs = {os.path.realpath(p).casefold(): p for p in paths}
+  for j in jobs:
+    for out in j.outputs(outdir, log_var):
+      hit = inputs.get(os.path.realpath(out).casefold())
+      if hit is not None:
+        raise UserError(f'--output={outdir}: writing {out.name} there would '
+                        f'overwrite the input {hit}; choose another --output '
+                        'folder')
+  return jobs
+
+
+@dataclasses.dataclass
+class LoadedImage:
+  """A decoded input and what its file was."""
+  pixels: np.ndarray        # uint8 (H, W, 3) in [0, 255], upright (EXIF).
+  mode: str                 # The file's PIL mode.
+  grey: bool                # A greyscale file (``metrics.GREY_MODES``).
+  alpha: bool               # It had an alpha channel (dropped).
+  notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def _check_file(path: pathlib.Path) -> None:
+  """Fails with one clear line for paths that are not a readable file."""
+  if not os.path.lexists(path):
+    raise UserError(f'{path}: file not found')
+  if not path.exists():
+    raise UserError(f'{path}: a broken symbolic link (its target '
+                    f'{os.readlink(path)} does not exist)')
+  if path.is_dir():
+    raise UserError(f'{path}: is a folder, not an image file')
+  if not path.is_file():
+    raise UserError(f'{path}: not a regular file')
+  try:
+    size = path.stat().st_size
+    with open(path, 'rb'):
+      pass
+  except OSError as e:
+    raise UserError(f'{path}: cannot read it ({e.strerror or e})') from e
+  if size == 0:
+    raise UserError(f'{path}: empty file (0 bytes)')
+
+
+def read_image(path: pathlib.Path) -> LoadedImage:
+  """Decodes one input (``data.load_image``: EXIF orientation applied,
+  greyscale replicated, alpha dropped, 16-bit reduced to 8) and reports what
+  the file was. Raises ``UserError`` naming the file."""
+  _check_file(path)
+  limit = Image.MAX_IMAGE_PIXELS
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    # Between 1x and 2x the limit Pillow only warns: refuse those too.
+    warnings.simplefilter('error', Image.DecompressionBombWarning)
+    try:
+      with Image.open(path) as im:
+        mode, info, (w, h) = im.mode, dict(im.info), im.size
+        bands = im.getbands()
+    except (Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+      raise UserError(f'{path}: too large, refused as a possible '
+                      f'decompression bomb ({e}); the limit is '
+                      'PIL.Image.MAX_IMAGE_PIXELS') from e
+    except Image.UnidentifiedImageError as e:
+      raise UserError(f'{path}: cannot decode image (not an image format '
+                      'Pillow recognises, or a corrupt header)') from e
+    except (OSError, ValueError, SyntaxError, EOFError, TypeError,
+            IndexError, KeyError, AttributeError) as e:
+      raise UserError(f'{path}: cannot decode image ({e or type(e).__name__}'
+                      ')') from e
+    if w <= 0 or h <= 0:
+      raise UserError(f'{path}: image has no pixels ({w}x{h})')
+    if limit and w * h > limit:
+      raise UserError(f'{path}: {w}x{h} is too large ({w * h / 1e6:.0f} '
+                      f'Mpixel; over the {limit / 1e6:.0f} Mpixel limit '
+                      'against decompression bombs, PIL.Image.'
+                      'MAX_IMAGE_PIXELS)')
+    try:
+      rgb = data.load_image(path)
+    except UserError:
+      raise
+    except (EOFError, TypeError, IndexError, KeyError, AttributeError,
+            MemoryError, Image.DecompressionBombWarning) as e:
+      raise UserError(f'{path}: cannot decode image ({type(e).__name__}: '
+                      f'{e})') from e
+  # Pillow's warnings about a file it did decode (e.g. corrupt EXIF data)
+  # become notes instead of multi-line warnings.
+  notes = list(dict.fromkeys(' '.join(str(w.message).split())
+                             for w in caught))
+  alpha = 'A' in bands or 'a' in bands or 'transparency' in info
+  return LoadedImage(rgb, mode, mode in metrics.GREY_MODES, alpha, notes)
+
+
+# ---------------------------------------------------------------- outputs --
+
+def _open_npy(path: pathlib.Path, shape):
+  """An open file holding the header of a float32 C-order .npy of ``shape``:
+  write the rows in order after it (streamed, no memmap)."""
+  f = open(path, 'wb')
+  np.lib.format.write_array_header_1_0(f, {
+      'descr': np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+      'fortran_order': False, 'shape': tuple(int(d) for d in shape)})
+  return f
+
+
+@dataclasses.dataclass
+class Result:
+  """What ``predict_image`` wrote for one input."""
+  path: pathlib.Path
+  sr: pathlib.Path
+  uncertainty: pathlib.Path
+  log_var: pathlib.Path | None   # None when not written.
+  lr_size: tuple[int, int]       # (width, height) of the input, upright.
+  sr_size: tuple[int, int]       # (width, height) of the outputs.
+  grey: bool
+  sigma_max: float               # Top of the colour scale, grey levels.
+  seconds: float
+
+  def line(self) -> str:
+    """One line for the user: input -> outputs, sizes, the colour scale."""
+    (w, h), (sw, sh) = self.lr_size, self.sr_size
+    npy = f', {self.log_var.name}' if self.log_var else ''
+    return (f'{self.path} ({w}x{h}) -> {self.sr.name} ({sw}x{sh}'
+            f'{", grey" if self.grey else ""}), {self.uncertainty.name} '
+            f'(0-{self.sigma_max:.3g} grey levels){npy}')
+
+
+def predict_image(predictor: inference.Predictor, job: Job,
+                  outdir: pathlib.Path, *, tile: int = 128,
+                  sigma_max: float | None = None, log_var: bool = True,
+                  say: Say = show, on_tile: Callable[[int], None] | None = None
+                  ) -> Result:
+  """Super-resolves one file and writes its outputs (module doc; the .npy
+  only with ``log_var``). They appear only when all are complete (written
+  under a temporary name, then renamed). Raises ``UserError`` naming the
+  file."""
+  start = time.time()
+  image = read_image(job.path)
+  for note in image.notes:
+    say(f'note: {job.path}: {note}')
+  if image.alpha:
+    say(f'note: {job.path}: alpha channel (transparency) dropped; the SR is '
+        f'{"greyscale" if image.grey else "RGB"}')
+  h, w, c = image.pixels.shape
+  s = predictor.scale
+  hr_shape = (h * s, w * s)
+  finals = job.outputs(outdir, log_var)
+  tmps = [p.with_name(f'.{p.name}.partial') for p in finals]
+  try:
+    sr = np.empty(hr_shape + (() if image.grey else (c,)), np.uint8)
+    sigma = np.empty(hr_shape, np.float32)
+    npy = _open_npy(tmps[2], hr_shape + (c,)) if log_var else None
+    try:
+      lr01 = image.pixels.astype(np.float32) / 255.0
+      for r0, r1, mean, strip_log_var in predictor.strips(lr01, tile,
+                                                          on_tile):
+        sr[r0:r1] = pixels.mean_to_uint8(mean, grey=image.grey)
+        sigma[r0:r1] = pixels.sigma_grey(strip_log_var)
+        if npy is not None:
+          npy.write(np.ascontiguousarray(strip_log_var, np.float32).data)
+      del lr01
+    finally:
+      if npy is not None:
+        npy.close()
+    visualize.save_png(tmps[0], sr, 'L' if image.grey else 'RGB')
+    del sr
+    vmax = float(sigma_max) if sigma_max else visualize.robust_vmax(sigma)
+    rgb = visualize.add_colorbar(visualize.colormap_rows(sigma, vmax), vmax)
+    del sigma
+    visualize.save_png(tmps[1], rgb, 'RGB', {
+        'sigma_max_grey': f'{vmax:.6g}',
+        'sigma_units': 'grey levels [0,255]'})
+    del rgb
+    for tmp, final in zip(tmps, finals):
+      os.replace(tmp, final)
+  except OSError as e:
+    raise UserError(f'{job.path}: cannot write the outputs to {outdir} '
+                    f'({e})') from e
+  finally:
+    for tmp in tmps:
+      try:
+        tmp.unlink()
+      except OSError:
+        pass
+  return Result(job.path, finals[0], finals[1],
+                finals[2] if log_var else None, (w, h), (w * s, h * s),
+                image.grey, vmax, time.time() - start)
+
+
+def _error_line(path: pathlib.Path, e: Exception, tile: int) -> str:
+  """The one ``error:`` line for a file that failed with ``e``."""
+  if isinstance(e, UserError):
+    line = f'error: {e}'
+  elif isinstance(e, MemoryError):
+    line = (f'error: {path}: out of memory (try a smaller '
+            f'--tile={max(tile // 2, 16)})')
+  else:
+    line = (f'error: {path}: {type(e).__name__}: {e} (--verbose shows the '
+            'traceback)')
+  return ' '.join(line.split())   # Strictly one line.
+
+
+def predict_all(predictor: inference.Predictor, jobs: Sequence[Job],
+                outdir: pathlib.Path, *, tile: int = 128,
+                sigma_max: float | None = None, log_var: bool = True,
+                verbose: bool = False, show_progress: bool = True,
+                say: Say = show,
+                on_result: Callable[[Result], None] | None = None
+                ) -> tuple[list[Result], list[tuple[pathlib.Path, str]]]:
+  """Runs every job in order; returns (results, [(path, error line)]).
+
+  A failing file costs one ``error:`` line (through ``say``), never the
+  others. ``on_result(result)`` is called as soon as each file is written,
+  before the next one starts. Progress (stderr): images done for a folder,
+  tiles done for one large image.
+  """
+  results, failures = [], []
+  bar = None
+  if show_progress and len(jobs) > 1:
+    bar = progress.Progress(len(jobs), 'predict', unit='img')
+  for job in jobs:
+    tile_bar = None
+    try:
+      if bar is None and show_progress:
+        # One image: a progress line over its tiles when there are many.
+        n = _tiles_of(job.path, tile)
+        if n > 8:
+          tile_bar = progress.Progress(n, job.path.name, unit='tile')
+      result = predict_image(
+          predictor, job, outdir, tile=tile, sigma_max=sigma_max,
+          log_var=log_var, say=say,
+          on_tile=tile_bar.update if tile_bar else None)
+    except Exception as e:  # pylint: disable=broad-except
+      line = _error_line(job.path, e, tile)
+      if verbose:
+        traceback.print_exc()
+      say(line)
+      failures.append((job.path, line))
+    else:
+      results.append(result)
+      if on_result is not None:
+        on_result(result)
+    finally:
+      if tile_bar is not None:
+        tile_bar.close()
+    if bar is not None:
+      bar.update()
+  if bar is not None:
+    bar.close()
+  return results, failures
+
+
+def _tiles_of(path: pathlib.Path, tile: int) -> int:
+  """Tile count of an image from its header (0 where it cannot be read)."""
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      with Image.open(path) as im:
+        w, h = im.size
+        if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+          w, h = h, w
+  except Exception:  # pylint: disable=broad-except
+    return 0
+  return inference.count_tiles((h, w), tile)
+
+
+# -------------------------------------------------------------- the model --
+
+def resolve_model(workdir: str | None, checkpoint: str | None,
+                  step: int | None) -> tuple[pathlib.Path, int | None]:
+  """``--workdir``/``--checkpoint``/``--step`` -> (workdir, step or None).
+
+  ``--checkpoint`` is a step folder ``WORKDIR/checkpoints/STEP`` (the
+  workdir and step are read off the path); ``WORKDIR/checkpoints`` or the
+  workdir itself also work (latest step, or ``--step``).
+  """
+  if not workdir and not checkpoint:
+    raise UserError('give the model: --workdir=DIR (a training workdir) or '
+                    '--checkpoint=DIR/checkpoints/STEP')
+  if step is not None and step < 0:
+    raise UserError(f'--step={step}: must be >= 0')
+  if checkpoint:
+    derived, ck_step = _checkpoint_dir(checkpoint)
+    if workdir:
+      wd = pathlib.Path(os.path.expanduser(workdir))
+      if not wd.is_dir() or not os.path.samefile(wd, derived):
+        raise UserError(f'--workdir={wd} and --checkpoint={checkpoint} name '
+                        'different models; give one of them')
+    if step is not None and ck_step is not None and step != ck_step:
+      raise UserError(f'--step={step} and --checkpoint={checkpoint} '
+                      f'(step {ck_step}) disagree; give one of them')
+    workdir = str(derived)
+    step = ck_step if ck_step is not None else step
+  wd = pathlib.Path(os.path.expanduser(workdir))
+  if not wd.is_dir():
+    raise UserError(f'--workdir={wd}: no such folder')
+  if not (wd / 'checkpoints').is_dir():
+    raise UserError(f'--workdir={wd}: no checkpoints/ folder (train it '
+                    'first with python -m gramjax.main)')
+  return wd, step
+
+
+def _checkpoint_dir(checkpoint: str) -> tuple[pathlib.Path, int | None]:
+  """``--checkpoint`` -> (its workdir, its step or None)."""
+  ck = pathlib.Path(os.path.expanduser(checkpoint))
+  if not ck.exists():
+    raise UserError(f'--checkpoint={ck}: no such folder')
+  if not ck.is_dir():
+    raise UserError(f'--checkpoint={ck}: not a folder (give a checkpoint '
+                    'step folder such as WORKDIR/checkpoints/1200)')
+  ck = pathlib.Path(os.path.abspath(ck))
+  if ck.name.isdigit() and ck.parent.name == 'checkpoints':
+    return ck.parent.parent, int(ck.name)
+  if ck.name == 'checkpoints':
+    return ck.parent, None
+  if (ck / 'checkpoints').is_dir():
+    return ck, None
+  raise UserError(f'--checkpoint={ck}: not a checkpoint folder (expected '
+                  'WORKDIR/checkpoints/STEP)')
