@@ -21,6 +21,8 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'allow_config_change', False,
     'Resume even if the config differs from the checkpoint\'s.')
 flags.mark_flags_as_required(['config', 'workdir'])
+flags.register_validator('workdir', bool,
+                         '--workdir must name a folder (it is created)')
 
 
 def _main() -> None:
