@@ -1,5 +1,8 @@
 """MATLAB-compatible bicubic imresize against an independent loop-based
-transcription of MATLAB's contributions() / imresize algorithm."""
+transcription of MATLAB's contributions() / imresize algorithm, and the
+banded application (NumPy) and jnp under jit against the dense matrices."""
+
+from __future__ import annotations
 
 import math
 
@@ -9,7 +12,6 @@ import numpy as np
 import pytest
 
 from gramjax import imresize as imr
-from gramjax import train
 
 
 # ---------------------------------------------------- loop reference --
@@ -173,6 +175,107 @@ def test_resize_matrix_rejects_empty():
     imr.resize_matrix(0, 3, 2.0)
 
 
+# ------------------------------------------------ band against dense --
+
+def dense_resize(x, scale):
+  """The dense-matrix product (gramjax at 6d47940): rows, then columns."""
+  h, w = x.shape[-3], x.shape[-2]
+  rows = imr.resize_matrix(h, imr.output_size(h, scale), scale)
+  cols = imr.resize_matrix(w, imr.output_size(w, scale), scale)
+  y = np.einsum('oh,...hwc->...owc', rows, x)
+  return np.einsum('pw,...owc->...opc', cols, y)
+
+
+# Odd sizes, several blocks per axis (block_size: 4 to 16 outputs), borders
+# where the mirrored taps fold more than once (3 px at x1/4: 16 taps).
+BAND_CASES = [((101, 75), 1 / 4), ((97, 131), 1 / 3), ((45, 33), 1 / 2),
+              ((3, 5), 1 / 4), ((37, 29), 3), ((19, 23), 4), ((13, 7), 2),
+              ((1, 3), 4)]
+
+
+@pytest.mark.parametrize('size,scale', BAND_CASES)
+def test_numpy_band_equals_dense_product(size, scale, monkeypatch):
+  x = np.random.default_rng(3).random((2,) + size + (3,)) * 255.0
+  want = dense_resize(x, scale)
+  got = imr.imresize(x, scale)
+  assert got.shape == want.shape and got.dtype == np.float64
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * 255)
+  # HWC equals each image of the NHWC batch.
+  np.testing.assert_allclose(imr.imresize(x[1], scale), want[1], rtol=0,
+                             atol=1e-12 * 255)
+  # Products chunked down to single rows / columns (large images' path).
+  monkeypatch.setattr(imr, '_CHUNK_WORK', 100)
+  np.testing.assert_allclose(imr.imresize(x, scale), want, rtol=0,
+                             atol=1e-12 * 255)
+
+
+@pytest.mark.parametrize('size,scale', BAND_CASES)
+def test_jax_equals_dense_product_under_jit(size, scale):
+  x = np.random.default_rng(4).random((2,) + size + (3,))
+  want = dense_resize(x, scale)
+  with jax.enable_x64(True):
+    got = jax.jit(lambda a: imr.imresize(a, scale, jnp))(jnp.asarray(x))
+    assert got.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-12)
+  got32 = jax.jit(lambda a: imr.imresize(a, scale, jnp))(
+      jnp.asarray(x, jnp.float32))
+  assert got32.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(got32), want, rtol=0, atol=1e-5)
+
+
+def test_float32_numpy_stays_float32():
+  x = np.random.default_rng(5).random((17, 23, 3))
+  got = imr.imresize(x.astype(np.float32), 1 / 4)
+  assert got.dtype == np.float32
+  np.testing.assert_allclose(got, dense_resize(x, 1 / 4), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('in_len,scale,taps', [
+    (96, 1 / 4, 16), (768, 1 / 4, 16), (99, 1 / 3, 9), (24, 4, 4),
+    (17, 3, 4), (5, 2, 4)])
+def test_contributions_is_the_band(in_len, scale, taps):
+  """At most 4 / scale taps when downscaling, 4 when upscaling (taps zero
+  for every output dropped, as MATLAB does: at x1/3 the kernel's zeros at
+  +-3 px fall on input pixels, 9 taps); the dense matrix is the band
+  scattered, and the blocks are slices of the dense matrix."""
+  out_len = imr.output_size(in_len, scale)
+  idx, wts = imr.contributions(in_len, out_len, scale)
+  assert idx.shape == wts.shape
+  assert idx.shape[1] == taps
+  assert idx.min() >= 0 and idx.max() < in_len
+  np.testing.assert_allclose(wts.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+  dense = np.zeros((out_len, in_len))
+  for o in range(out_len):
+    for i, wt in zip(idx[o], wts[o]):
+      dense[o, i] += wt
+  np.testing.assert_array_equal(imr.resize_matrix(in_len, out_len, scale),
+                                dense)
+  covered = np.zeros(out_len, int)
+  for o0, o1, i0, i1, block in imr.blocks(in_len, out_len, scale):
+    np.testing.assert_array_equal(block, dense[o0:o1, i0:i1])
+    outside = np.delete(dense[o0:o1], np.s_[i0:i1], axis=1)
+    assert not outside.any()
+    covered[o0:o1] += 1
+  assert (covered == 1).all()
+  rgb = imr.blocks(in_len, out_len, scale, 3)
+  for (o0, o1, i0, i1, block) in rgb:
+    np.testing.assert_array_equal(block, np.kron(dense[o0:o1, i0:i1],
+                                                 np.eye(3)))
+
+
+def test_band_matches_matlab_contributions():
+  """The band's nonzero weights are the loop reference's, tap by tap."""
+  for in_len, scale in ((17, 1 / 4), (23, 1 / 3), (8, 2), (5, 4)):
+    out_len = imr.output_size(in_len, scale)
+    idx, wts = imr.contributions(in_len, out_len, scale)
+    for o, (ridx, rwts) in enumerate(
+        ref_contributions(in_len, out_len, scale)):
+      ref = {(i, round(w, 12)) for i, w in zip(ridx, rwts) if w != 0}
+      got = {(int(i), round(w, 12)) for i, w in zip(idx[o], wts[o])
+             if w != 0}
+      assert got == ref, (in_len, scale, o)
+
+
 # ---------------------------------------------------- jax.image.resize --
 
 def test_jax_image_resize_differs_at_borders():
@@ -193,13 +296,24 @@ def test_jax_image_resize_differs_at_borders():
 
 # ------------------------------------------------------------ make_lr_hr --
 
+def make_lr_hr(hr, scale, round_lr=True):
+  """The on-device training pair: ``pixels.training_pair``, which replaced
+  ``train.make_lr_hr`` (used where the pixels module is not there yet)."""
+  try:
+    from gramjax import pixels  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    from gramjax import train  # pylint: disable=g-import-not-at-top
+    return train.make_lr_hr(hr, scale, round_lr=round_lr)
+  return pixels.training_pair(hr, scale, round_lr, jnp)
+
+
 def test_make_lr_hr():
   rng = np.random.default_rng(2)
   hr = rng.integers(0, 256, (2, 32, 48, 3)).astype(np.uint8)
   hr[0, :, :24] = 0       # a hard edge: bicubic over/undershoots here,
   hr[0, :, 24:] = 255     # so the clip to [0, 1] has something to do.
-  lr, target = jax.jit(lambda h: train.make_lr_hr(h, 4))(jnp.asarray(hr))
-  lr_raw, target2 = train.make_lr_hr(jnp.asarray(hr), 4, round_lr=False)
+  lr, target = jax.jit(lambda h: make_lr_hr(h, 4))(jnp.asarray(hr))
+  lr_raw, target2 = make_lr_hr(jnp.asarray(hr), 4, round_lr=False)
   lr, lr_raw = np.asarray(lr), np.asarray(lr_raw)
   assert lr.shape == lr_raw.shape == (2, 8, 12, 3)
   assert target.shape == hr.shape
