@@ -46,7 +46,9 @@ def test_unknown_flag_and_stray_argument_are_one_line(command):
   r = run_module(command, '--no_such_flag=1', timeout=120)
   assert r.returncode == errors.EXIT_USAGE
   assert 'no_such_flag' in one_error_line(r)
-  r = run_module(command, 'stray.png', timeout=120)
+  required = (['--config=configs/demo.py', '--workdir=unused']
+              if command == 'main' else [])
+  r = run_module(command, *required, 'stray.png', timeout=120)
   assert r.returncode == errors.EXIT_USAGE
   assert "unexpected arguments ['stray.png']" in one_error_line(r)
 
