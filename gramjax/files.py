@@ -35,16 +35,21 @@ def _holds_files(path: pathlib.Path) -> bool:
 
 @contextlib.contextmanager
 def output_dir(path: str | os.PathLike, flag: str) -> Iterator[pathlib.Path]:
-  """``writable_dir`` for the duration of a command: if the folder did not
-  exist before and the command fails leaving no file in it, it is removed
-  again (a failed run leaves nothing behind)."""
+  """``writable_dir`` for the duration of a command: if the command fails
+  leaving no file in the folders this created (``path`` and any missing
+  parents), they are removed again (a failed run leaves nothing behind)."""
   path = pathlib.Path(os.path.expanduser(str(path)))
-  existed = path.exists()
+  # The outermost folder this call creates (parents included), if any.
+  created = None
+  for folder in (path.absolute(), *path.absolute().parents):
+    if folder.exists():
+      break
+    created = folder
   try:
     yield writable_dir(path, flag)
   except BaseException:
-    if not existed and path.is_dir() and not _holds_files(path):
-      shutil.rmtree(path, ignore_errors=True)
+    if created is not None and created.is_dir() and not _holds_files(created):
+      shutil.rmtree(created, ignore_errors=True)
     raise
 
 

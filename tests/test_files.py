@@ -14,7 +14,7 @@ def test_output_dir_removes_what_it_created_when_nothing_was_written(
       assert path.is_dir()
       (path / 'empty_sub').mkdir()
       raise RuntimeError('failed before writing')
-  assert not new.exists()
+  assert not (tmp_path / 'a').exists()  # The parent it made, too.
 
 
 def test_output_dir_keeps_folders_with_files_or_that_existed(tmp_path):
