@@ -23,7 +23,6 @@ on every channel of every pixel.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import logging
 import math
@@ -203,8 +202,7 @@ def evaluate_folder(folder: Folder, *, scale: int, convention: str,
   on stderr unless ``quiet``; returns its entry and the per-image results."""
   results = []
   with progress.Progress(len(folder.images), f'{label}{folder.name}',
-                         interval=0.0,
-                         stream=io.StringIO() if quiet else None) as bar:
+                         interval=0.0, disable=quiet) as bar:
     for path in folder.images:
       results.append(evaluate_image(path, scale=scale, convention=convention,
                                     predictor=predictor, tile=tile))

@@ -21,7 +21,6 @@ an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pathlib
@@ -119,7 +118,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *,
 
   try:
     with Progress(len(src_paths), f'preparing {out}',
-                  stream=None if progress else io.StringIO()) as bar:
+                  disable=not progress) as bar:
       for path in src_paths:
         stat = path.stat()
         entry = {'name': path.name, 'hr': f'hr/{path.name}.npy',
