@@ -351,7 +351,7 @@ def main():
       'sigmoid(s) in [-1, 1] units), loss-rescaling (eq. 5), beta-NLL '
       '(beta = 0.5, Seitzer et al. 2022).',
       f'- Evaluation: {", ".join(names)}; x{m.scale} PSNR (dB)/SSIM on the '
-      'Y channel, the `standard` convention of README (MATLAB bicubic LR '
+      'Y channel, the `standard` convention of docs/evaluation.md (MATLAB bicubic LR '
       'rounded to uint8, shave 4 px, 11x11 Gaussian SSIM), latest checkpoint.',
       f'- Hardware: {hardware()}.',
       f'- Wall time: training {fmt_s(train_total)} for {len(jobs)} models '

@@ -60,6 +60,11 @@ def one_line(e: BaseException) -> str:
   """An exception's message (often a quoted, nested KeyError from
   ml_collections) as one line."""
   text = str(e.args[0]) if e.args else str(e)
+  if 'Traceback (most recent call last)' in text:
+    # ml_collections quotes a failing config file's whole traceback: keep
+    # its context and the exception's own line.
+    head = text.split('Traceback (most recent call last)')[0].rstrip(': \n')
+    text = f'{head}: {[l for l in text.splitlines() if l.strip()][-1]}'
   text = text.replace('\\n', ' ').replace("\\'", "'")
   text = ' '.join(text.split())
   while len(text) > 1 and text[0] == text[-1] and text[0] in '\'"':

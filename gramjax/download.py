@@ -1,6 +1,6 @@
 """``python -m gramjax.download --dataset=div2k,benchmark --dest=data``: fetch
 (resuming), verify (sha256 recorded in DEST/CHECKSUMS.sha256 on the first
-download) and unpack DIV2K and the SR benchmarks (layout: README, "Data")."""
+download) and unpack DIV2K and the SR benchmarks (layout: docs/data.md)."""
 
 from __future__ import annotations
 
@@ -199,8 +199,7 @@ def safe_extract(archive, target, sha256: str | None = None) -> list[str]:
 
 def download_datasets(names, dest, urls=(), *, progress=True, retries=3,
                       delete_archives=False) -> list[pathlib.Path]:
-  """Fetches, verifies and unpacks datasets (or archives) `names` in `dest`
-  (`urls`: --url values); returns the folders unpacked into."""
+  """Fetches, verifies, unpacks `names` in `dest`; returns the folders."""
   archives, urls = _resolve(names, urls)
   dest = files.writable_dir(dest, '--dest')
   targets = []
@@ -238,9 +237,10 @@ def _main() -> None:
                     ARCHIVES.items()) + '\ndatasets: ' + ', '.join(DATASETS))
     return
   try:
-    targets = download_datasets(_DATASET.value or [], _DEST.value, _URL.value,
-                                retries=_RETRIES.value,
-                                delete_archives=_DELETE.value)
+    with files.output_dir(_DEST.value, '--dest') as dest:
+      targets = download_datasets(_DATASET.value or [], dest, _URL.value,
+                                  retries=_RETRIES.value,
+                                  delete_archives=_DELETE.value)
   except OSError as e:
     raise UserError(str(e)) from e
   print('done: ' + ', '.join(str(t) for t in targets))

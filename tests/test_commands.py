@@ -1,5 +1,5 @@
 """The command lines end to end: one flag framework, one-line errors with
-one table of exit statuses (README), help that lists every flag a command
+one table of exit statuses (README, docs/failures.md), help that lists every flag a command
 takes, and nothing left behind by a run that failed.
 
 Each command's own behaviour is tested beside its library (test_evaluation
@@ -65,7 +65,7 @@ def test_unknown_flag_and_stray_argument_are_one_line(command):
 ], ids=['unknown_key', 'unknown_loss_option', 'wrong_type', 'missing_file',
         'override_before_config', 'empty_workdir'])
 def test_main_config_mistakes_are_one_line(tmp_path, args, needle):
-  """Flag-order and missing-flag mistakes too (README's failure table)."""
+  """Flag-order and missing-flag mistakes too (docs/failures.md)."""
   full = ['--config=configs/demo.py', f'--workdir={tmp_path / "w"}']
   if any(a.startswith('--config=') for a in args):
     full = [f'--workdir={tmp_path / "w"}']

@@ -1,7 +1,7 @@
 """Nothing lost, nothing cryptic: kills, preemption, divergence, bad configs,
 bad datasets and unwritable or full disks, each as the user meets it.
 
-Every row of the README table "What happens when something goes wrong"
+Every row of the failure table in docs/failures.md
 names the test here that covers it. The command-line
 behaviour is checked either on ``python -m gramjax.main`` itself (signals,
 kills, flag parsing, exit statuses) or, where only the training code can

@@ -142,7 +142,7 @@ def test_unknown_loss_option_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_paper_model_three_steps_on_sunhays80(tmp_path):
-  """The README's paper-size smoke run: gram.py, real photos, 3 steps."""
+  """The paper-size smoke run of docs/training.md: gram.py, real photos, 3 steps."""
   data = shared_data('SunHays80')
   r = run_module('main', '--config=configs/gram.py', f'--workdir={tmp_path}',
                  f'--config.data.train_dir={data}', '--config.total_steps=3',
