@@ -127,8 +127,8 @@ def blocks(in_len: int, out_len: int, scale: float, channels: int = 1,
 # OpenBLAS computes a product of M * N * K <= 2**18 multiply-adds on the
 # calling thread. Chunked to that size, the band's products never wait for a
 # hand-off to a BLAS thread, which on a busy 2-core machine cost more than
-# the products (medians up to 40x slower, measured); an unloaded one loses
-# nothing, the products being memory-bound.
+# the products (medians of a 1024x768 x1/4 resize: 9-16 ms chunked, 60-370 ms
+# not); with both cores idle the second thread saved at most 2 ms.
 _CHUNK_WORK = 1 << 18
 
 
