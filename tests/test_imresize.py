@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gramjax import imresize as imr
+from gramjax import pixels
 
 
 # ---------------------------------------------------- loop reference --
@@ -297,13 +298,7 @@ def test_jax_image_resize_differs_at_borders():
 # ------------------------------------------------------------ make_lr_hr --
 
 def make_lr_hr(hr, scale, round_lr=True):
-  """The on-device training pair: ``pixels.training_pair``, which replaced
-  ``train.make_lr_hr`` (used where the pixels module is not there yet)."""
-  try:
-    from gramjax import pixels  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    from gramjax import train  # pylint: disable=g-import-not-at-top
-    return train.make_lr_hr(hr, scale, round_lr=round_lr)
+  """The on-device training pair (was ``train.make_lr_hr``)."""
   return pixels.training_pair(hr, scale, round_lr, jnp)
 
 
