@@ -5,10 +5,10 @@
 Prints, in one run:
   * seconds per image of ``evaluation.evaluate_image`` (bicubic baseline:
     decode, MATLAB-bicubic LR, bicubic upscaling, PSNR/SSIM on Y) over a
-    temporary folder of 1024x768 RGB PNGs, (a) with ``gramjax/imresize.py``
-    of commit 6d47940 (dense weight matrices applied by ``np.einsum``; read
-    with ``git show``, patched in as ``gramjax.imresize.imresize``) and (b)
-    with the current code; images alternate between the two so that load on
+    temporary folder of 1024x768 RGB PNGs, (a) with the arithmetic of
+    commit 6d47940 (``imresize``: dense weight matrices applied by
+    ``np.einsum``; SSIM's window: shifted multiply-adds; read with ``git
+    show`` and patched in) and (b) with the current code; images alternate between the two so that load on
     the machine hits both alike; one untimed warm-up image each; process
     start-up and imports are not timed;
   * the ratio, and where each run's time goes (imresize, PSNR/SSIM, decode);
@@ -51,19 +51,26 @@ GRAMJAX_6D47940 = {'Set5': (28.42, 0.8102), 'Set14': (25.99, 0.7024)}
 SUFFIXES = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff')
 
 
-def baseline_imresize():
-  """``imresize`` of commit 6d47940, or None (with the reason) without git."""
-  try:
-    source = subprocess.run(
-        ['git', 'show', f'{BASELINE}:gramjax/imresize.py'], cwd=REPO,
-        capture_output=True, text=True, check=True).stdout
-  except (OSError, subprocess.CalledProcessError) as e:
-    detail = getattr(e, 'stderr', '') or e
-    return None, f'git show {BASELINE}:gramjax/imresize.py failed: {detail}'
-  module = types.ModuleType(f'imresize_{BASELINE}')
-  exec(compile(source, f'{BASELINE}:gramjax/imresize.py', 'exec'),  # noqa: S102
-       module.__dict__)
-  return module.imresize, None
+def baseline_code():
+  """The arithmetic of commit 6d47940 that has changed since, as patches
+  ``[(module, name, function)]`` (imresize's ``imresize`` and SSIM's
+  ``metrics._filter_valid``), or (None, the reason) without git."""
+  patches = []
+  for module, name in ((imresize, 'imresize'), (metrics, '_filter_valid')):
+    path = f'gramjax/{module.__name__.rpartition(".")[2]}.py'
+    try:
+      source = subprocess.run(
+          ['git', 'show', f'{BASELINE}:{path}'], cwd=REPO,
+          capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+      detail = getattr(e, 'stderr', '') or e
+      return None, f'git show {BASELINE}:{path} failed: {detail}'
+    old = types.ModuleType(f'{module.__name__}_{BASELINE}')
+    sys.modules[old.__name__] = old      # For its dataclasses.
+    exec(compile(source, f'{BASELINE}:{path}', 'exec'),  # noqa: S102
+         old.__dict__)
+    patches.append((module, name, getattr(old, name)))
+  return patches, None
 
 
 def make_folder(root: pathlib.Path, n: int) -> str:
@@ -125,12 +132,12 @@ class StageTimer:
     self._saved.clear()
 
 
-def evaluate(path, scale, resize=None, timer=None):
-  """(seconds, result) of one bicubic evaluate_image, with ``resize``
-  patched in as ``gramjax.imresize.imresize`` when given."""
-  current = imresize.imresize
-  if resize is not None:
-    imresize.imresize = resize
+def evaluate(path, scale, patches=None, timer=None):
+  """(seconds, result) of one bicubic evaluate_image, with ``patches``
+  (``baseline_code``) in place when given."""
+  current = [(m, n, getattr(m, n)) for m, n, _ in patches or ()]
+  for module, name, fn in patches or ():
+    setattr(module, name, fn)
   try:
     if timer is not None:
       timer.__enter__()
@@ -140,7 +147,8 @@ def evaluate(path, scale, resize=None, timer=None):
   finally:
     if timer is not None:
       timer.__exit__()
-    imresize.imresize = current
+    for module, name, fn in current:
+      setattr(module, name, fn)
   return seconds, result
 
 
@@ -152,7 +160,7 @@ def breakdown(timer: StageTimer, total: float, n: int) -> str:
 
 
 def bench_speed(n: int, scale: int) -> None:
-  old, why_not = baseline_imresize()
+  old, why_not = baseline_code()
   with tempfile.TemporaryDirectory() as tmp:
     root = pathlib.Path(tmp)
     origin = make_folder(root, n)
@@ -164,11 +172,11 @@ def bench_speed(n: int, scale: int) -> None:
       print(f'  before: skipped ({why_not})')
     else:
       runs = {f'{BASELINE}': (old, StageTimer(), [], []), **runs}
-    for resize, _, _, _ in runs.values():
-      evaluate(paths[0], scale, resize)                    # Warm-up.
+    for patches, _, _, _ in runs.values():
+      evaluate(paths[0], scale, patches)                   # Warm-up.
     for path in paths:
-      for resize, timer, times, results in runs.values():
-        seconds, result = evaluate(path, scale, resize, timer)
+      for patches, timer, times, results in runs.values():
+        seconds, result = evaluate(path, scale, patches, timer)
         times.append(seconds)
         results.append(result)
     for name, (_, timer, times, results) in runs.items():
@@ -199,7 +207,8 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 def bench_imresize(scale: int) -> None:
-  old, why_not = baseline_imresize()
+  patches, _ = baseline_code()
+  old = patches[0][2] if patches else None
   x = np.random.default_rng(0).random((HEIGHT, WIDTH, 3))
   lr = imresize.imresize(x, 1 / scale)
   print(f'imresize alone, float64, median ms (x1/{scale}: {WIDTH}x{HEIGHT} '
