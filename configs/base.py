@@ -66,9 +66,30 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer.lr_boundaries = (200_000,)
   c.optimizer.grad_clip_norm = 0.0    # 0: no clipping.
 
+  # Exponential moving average of the weights (BasicSR: 0.999), part of the
+  # train state; evaluation, samples and predict then use it. 0: off.
+  c.ema_decay = 0.0
+
   c.log_every = 100
   c.checkpoint_every = 5_000
   c.keep_checkpoints = 3
+  # Training steps per jitted call (lax.scan over stacked batches); 0: the
+  # platform's default (1 on CPU, 8 on GPU/TPU). Logs, checkpoints and
+  # validations land on the same steps whatever the value.
+  c.steps_per_dispatch = 0
+
+  # Validation while training: name -> {folder (a data spec), every (steps),
+  # convention ('standard' | 'official_code'), max_images (0: all), tile}.
+  # Logged as val/<name>/psnr, ssim, nll, ause, coverage_90. A folder that
+  # does not exist is logged and skipped.
+  c.evals = ml_collections.ConfigDict({
+      'div2k': {'folder': 'data/DIV2K/DIV2K_valid_HR', 'every': 5_000,
+                'convention': 'standard', 'max_images': 10, 'tile': 128}})
+  # Keep the checkpoint with the best value of this validation metric
+  # (e.g. 'val/div2k/psnr'; '' for none) beside the latest ones;
+  # evaluate/predict --step=best load it.
+  c.best_metric = 'val/div2k/psnr'
+  c.best_mode = 'max'                 # or 'min' (e.g. for nll).
   c.tensorboard = True                # If tensorboardX is installed.
   # A step with a non-finite loss or gradients is never applied; 'stop'
   # ends the run at the next log/checkpoint point (the last checkpoint

@@ -40,4 +40,9 @@ def get_config(loss: str = 'gram'):
   c.optimizer.lr_boundaries = (2400,)
   c.log_every = 100
   c.checkpoint_every = 1000
+  # Validation on Set5 beside the repository, when it is there.
+  c.evals = {'set5': {'folder': '../shared/data/Set5', 'every': 1000,
+                      'convention': 'standard', 'max_images': 0,
+                      'tile': 128}}
+  c.best_metric = 'val/set5/psnr'
   return c

@@ -22,4 +22,9 @@ def get_config():
   c.optimizer.lr_boundaries = (900,)
   c.log_every = 50
   c.checkpoint_every = 400
+  # Validate on the held-out photo; keep the best checkpoint by its PSNR.
+  c.evals = {'heldout': {'folder': 'builtin:skimage/chelsea', 'every': 200,
+                         'convention': 'standard', 'max_images': 0,
+                         'tile': 128}}
+  c.best_metric = 'val/heldout/psnr'
   return c

@@ -1,6 +1,7 @@
 """Orbax checkpoints of the train state, the data iterator and the config.
 
-Layout: ``WORKDIR/checkpoints/<step>/{state,data,config}``. ``state`` is the
+Layout: ``WORKDIR/checkpoints/<step>/{state,data,config}``, and
+``WORKDIR/best.json`` naming the best checkpoint by a validation metric. ``state`` is the
 TrainState pytree, ``data`` this process's grain iterator state (so a resumed
 run sees exactly the batches it would have seen), ``config`` the config the
 run was started with (JSON). Saves are atomic: a run killed mid-save leaves
@@ -23,20 +24,37 @@ from typing import Any
 import grain
 import jax
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as cm
 
+from gramjax import files
 from gramjax.errors import UserError
+
+BEST_FILE = 'best.json'
 
 
 class Checkpoints:
   """Thin wrapper over ``ocp.CheckpointManager`` for one workdir."""
 
   def __init__(self, workdir: str | pathlib.Path, *, every: int, keep: int,
-               async_save: bool = True):
+               async_save: bool = True, best_metric: str | None = None,
+               best_mode: str = 'max'):
+    """Keeps the latest ``keep`` checkpoints and, with ``best_metric``, the
+    one saved with the best value of it (``best_mode`` 'max' or 'min')."""
+    if best_mode not in ('max', 'min'):
+      raise UserError(f"config.best_mode={best_mode!r}: use 'max' or 'min'")
     self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
+    self.best_path = self.directory.parent / BEST_FILE
+    self.best_mode = best_mode
+    policy = cm.LatestN(n=keep)
+    if best_metric:
+      policy = cm.AnyPreservationPolicy([policy, cm.BestN(
+          get_metric_fn=lambda metrics: metrics[best_metric],
+          reverse=best_mode == 'min', n=1,
+          keep_checkpoints_without_metrics=False)])
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            save_interval_steps=every, max_to_keep=keep, create=True,
+            save_interval_steps=every, create=True, preservation_policy=policy,
             enable_async_checkpointing=async_save))
 
   def latest_step(self) -> int | None:
@@ -46,10 +64,11 @@ class Checkpoints:
     return list(self.manager.all_steps())
 
   def save(self, step: int, state: Any, data_iterator, config_dict: dict,
-           *, force: bool = False) -> bool:
+           *, force: bool = False, metrics: dict | None = None) -> bool:
     """Saves if ``step`` is due (or ``force``, which also waits until the
-    save is complete); returns whether it saved. A failure (disk full,
-    permissions) is a ``UserError`` that names the last intact step."""
+    save is complete), with validation ``metrics`` if given; returns whether
+    it saved. A failure (disk full, permissions) is a ``UserError`` that
+    names the last intact step."""
     if step in self.manager.all_steps():
       return False
     args = {'state': ocp.args.StandardSave(state),
@@ -58,7 +77,7 @@ class Checkpoints:
       args['data'] = grain.checkpoint.CheckpointSave(data_iterator)
     try:
       saved = self.manager.save(step, args=ocp.args.Composite(**args),
-                                force=force)
+                                force=force, metrics=metrics)
       if force:
         self.manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
@@ -82,6 +101,28 @@ class Checkpoints:
     out = self.manager.restore(
         step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     return dict(out['config'])
+
+  def best(self) -> dict | None:
+    """``{'step', 'metric', 'value'}`` of the best checkpoint, or None."""
+    try:
+      return json.loads(self.best_path.read_text())
+    except (OSError, ValueError):
+      return None
+
+  def is_better(self, value: float) -> bool:
+    """Whether ``value`` beats the recorded best (any value, if none)."""
+    best = self.best()
+    if best is None:
+      return True
+    return (value > best['value'] if self.best_mode == 'max'
+            else value < best['value'])
+
+  def record_best(self, step: int, metric: str, value: float) -> None:
+    """Records ``step`` as the best checkpoint (``WORKDIR/best.json``)."""
+    if jax.process_index() == 0:
+      files.write_text_atomic(self.best_path, json.dumps(
+          {'step': step, 'metric': metric, 'value': value,
+           'mode': self.best_mode}, indent=2))
 
   def wait(self) -> None:
     """Waits for a save in flight; its failure is a ``UserError``."""
@@ -112,7 +153,8 @@ def config_to_dict(config) -> dict:
 RESUMABLE_CHANGES = frozenset({
     'total_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints',
     'tensorboard', 'nan_policy', 'data.num_threads', 'data.sample_images',
-    'data.prepared_dir', 'cpu_devices'})
+    'data.prepared_dir', 'cpu_devices', 'steps_per_dispatch', 'evals',
+    'best_metric', 'best_mode'})
 
 # Keys that change the shapes or structure of the train state: a checkpoint
 # made with other values cannot be restored into it.
@@ -121,6 +163,10 @@ LAYOUT_KEYS = frozenset({
     'model.in_channels', 'model.out_channels', 'model.activation',
     'model.batch_norm', 'model.first_kernel', 'model.head_kernel',
     'optimizer.grad_clip_norm'})
+
+# Keys added after checkpoints were written without them, with the value
+# that means what those runs did: absent == this value is no change.
+ADDED_LATER = {'ema_decay': 0.0}
 
 
 def config_differences(saved: dict, current: dict, prefix: str = ''
@@ -131,9 +177,12 @@ def config_differences(saved: dict, current: dict, prefix: str = ''
   for key in sorted(set(saved) | set(current)):
     name = f'{prefix}{key}'
     a, b = saved.get(key, '<absent>'), current.get(key, '<absent>')
+    if a == '<absent>' and name in ADDED_LATER and b == ADDED_LATER[name]:
+      continue
     if isinstance(a, dict) and isinstance(b, dict):
       out += config_differences(a, b, f'{name}.')
-    elif a != b and name not in RESUMABLE_CHANGES:
+    elif a != b and not any(name == k or name.startswith(k + '.')
+                            for k in RESUMABLE_CHANGES):
       out.append(f'{name}: {a!r} -> {b!r}')
   return out
 

@@ -35,7 +35,9 @@ cli.define_eval_flags()
 flags.adopt_module_key_flags(cli)
 _METHOD = flags.DEFINE_string('method', None, 'Baseline to evaluate: bicubic.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir to evaluate.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
+_STEP = flags.DEFINE_string('step', None, 'Checkpoint step: a number, or '
+                            'best (by the run\'s validation metric); default: '
+                            'latest.')
 _JSON = flags.DEFINE_string('json', None, 'Write the folder results here.')
 _PER_IMAGE = flags.DEFINE_bool('per_image', False,
                                'Also print one row per image.')
@@ -83,10 +85,12 @@ def _main() -> None:
   folders = evaluation.resolve_folders(FLAGS.data)
   scale, predictor = cli.given('scale'), None
   if _WORKDIR.value:
-    predictor = inference.load(_WORKDIR.value, _STEP.value)
+    predictor = inference.load(_WORKDIR.value,
+                               inference.parse_step(_STEP.value))
     scale = reporting.check_scale(predictor.scale, scale,
                                   f'--workdir={_WORKDIR.value}')
-    title = f'{_WORKDIR.value} (step {predictor.step}), x{scale}'
+    title = (f'{_WORKDIR.value} (step {predictor.step}, {predictor.weights} '
+             f'weights), x{scale}')
     if _FIGURES.value and not predictor.predicts_uncertainty:
       raise UserError('--figures needs --workdir with a model that predicts '
                       'uncertainty')

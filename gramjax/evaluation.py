@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import pathlib
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -223,6 +224,79 @@ def evaluate_folders(folders: Sequence[Folder], *, scale: int,
   return entries, per_image
 
 
+# ----------------------------------------------------- while training --
+
+EVALUATOR_KEYS = {'folder': None, 'every': None, 'convention': 'standard',
+                  'max_images': 0, 'tile': 128}
+
+
+@dataclasses.dataclass
+class Evaluator:
+  """A validation set measured while training (``config.evals.<name>``)."""
+  name: str
+  images: list[pathlib.Path]
+  every: int
+  convention: str = 'standard'
+  tile: int = 128
+
+  def run(self, predictor) -> dict[str, float]:
+    """``val/<name>/{psnr,ssim}`` and, for models that predict uncertainty,
+    ``nll``, ``ause`` and ``coverage_90`` (RGB, grey levels), plus the
+    seconds it took."""
+    start = time.time()
+    results = [evaluate_image(p, scale=predictor.scale,
+                              convention=self.convention,
+                              predictor=predictor, tile=self.tile)
+               for p in self.images]
+    entry = summarize(results, self.convention)
+    out = {'psnr': entry['psnr'], 'ssim': entry['ssim']}
+    for key in ('nll', 'ause', 'coverage_90'):
+      if 'uncertainty' in entry:
+        out[key] = entry['uncertainty']['rgb'][key]
+    out['seconds'] = time.time() - start
+    return {f'val/{self.name}/{k}': float(v) for k, v in out.items()}
+
+
+def evaluators_from_config(config) -> list[Evaluator]:
+  """``config.evals`` (name -> {folder, every, convention, max_images,
+  tile}) as evaluators. A folder that does not exist is logged and left
+  out (training goes on); a bad key or value is a ``UserError``."""
+  evaluators = []
+  for name, spec in dict(config.get('evals') or {}).items():
+    key = f'config.evals.{name}'
+    spec = dict(spec)
+    unknown = set(spec) - set(EVALUATOR_KEYS)
+    if unknown:
+      raise UserError(f'{key}: unknown key(s) {sorted(unknown)}; use '
+                      f'{", ".join(EVALUATOR_KEYS)}')
+    spec = {k: spec.get(k, default) for k, default in EVALUATOR_KEYS.items()}
+    if not spec['folder'] or not isinstance(spec['every'], int) or (
+        spec['every'] < 1):
+      raise UserError(f'{key} needs a folder and every >= 1 (steps), got '
+                      f'folder={spec["folder"]!r}, every={spec["every"]!r}')
+    if spec['convention'] not in metrics.CONVENTIONS:
+      raise UserError(f'{key}.convention={spec["convention"]!r}: use one of '
+                      f'{", ".join(metrics.CONVENTIONS)}')
+    if spec['max_images'] < 0 or spec['tile'] < 0:
+      raise UserError(f'{key}: max_images and tile must be >= 0 (0: all '
+                      'images / no tiling)')
+    folder = str(spec['folder'])
+    if not folder.startswith('builtin:') and not pathlib.Path(
+        os.path.expanduser(folder)).exists():
+      logging.warning('validation set %s: %s does not exist; training goes '
+                      'on without it', name, folder)
+      continue
+    images = data_lib.resolve_images(folder, key=f'{key}.folder',
+                                     held_out=True)
+    if spec['max_images']:
+      images = images[:spec['max_images']]
+    logging.info('validation set %s: %d image(s) from %s every %d steps',
+                 name, len(images), folder, spec['every'])
+    evaluators.append(Evaluator(name, images, spec['every'],
+                                spec['convention'], spec['tile']))
+  return evaluators
+
+
 # -------------------------------------------------------------- samples --
 
 def write_samples(predictor, spec: str, outdir: pathlib.Path) -> list[dict]:
@@ -258,6 +332,7 @@ def write_samples(predictor, spec: str, outdir: pathlib.Path) -> list[dict]:
         'p99 %.2f grey levels -> %s', path.name, result['psnr_y'],
         result['psnr_y_bicubic'], result['sigma_grey_median'],
         result['sigma_grey_p99'], outdir)
+    result['weights'] = predictor.weights
     results.append(result)
   (outdir / 'samples.json').write_text(json.dumps(results, indent=2))
   return results

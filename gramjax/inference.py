@@ -67,6 +67,7 @@ class Predictor:
   params: Any
   model_state: Any
   step: int | None = None
+  weights: str = 'params'   # 'ema' when these are the EMA of the params.
 
   def __post_init__(self):
     graphdef = self.graphdef
@@ -136,16 +137,31 @@ class Predictor:
 
 
 def from_state(config, graphdef, state: state_lib.TrainState) -> Predictor:
-  """A Predictor on this host's copy of a (replicated) train state."""
+  """A Predictor on this host's copy of a (replicated) train state: its
+  EMA weights when the state keeps them (``config.ema_decay``), else its
+  parameters; ``predictor.weights`` says which."""
   local = lambda x: x if x.is_fully_addressable else x.addressable_data(0)
   state = jax.tree.map(local, state)
-  return Predictor(config, graphdef, state.params, state.model_state,
-                   int(state.step))
+  ema = state.ema_params is not None
+  return Predictor(config, graphdef, state.ema_params if ema else
+                   state.params, state.model_state, int(state.step),
+                   'ema' if ema else 'params')
 
 
-def load(workdir: str | pathlib.Path, step: int | None = None) -> Predictor:
-  """Loads the model of a training workdir (latest checkpoint or ``step``),
-  built from the config saved with that checkpoint."""
+def parse_step(value: str | int | None) -> int | str | None:
+  """A ``--step`` value: None (latest), 'best', or a step number."""
+  if value is None or isinstance(value, int) or value == 'best':
+    return value
+  if not str(value).isdigit():
+    raise UserError(f'--step={value}: give a step number or best')
+  return int(value)
+
+
+def load(workdir: str | pathlib.Path, step: int | str | None = None
+         ) -> Predictor:
+  """Loads the model of a training workdir (latest checkpoint, ``step``,
+  or ``'best'``: the best by the run's validation metric), built from the
+  config saved with that checkpoint."""
   workdir = pathlib.Path(workdir).expanduser()
   if not workdir.is_dir():
     raise UserError(f'--workdir={workdir}: no such folder')
@@ -159,6 +175,13 @@ def load(workdir: str | pathlib.Path, step: int | None = None) -> Predictor:
     if not steps:
       raise UserError(f'--workdir={workdir}: no finished checkpoint in '
                       f'{ckpts.directory}')
+    if step == 'best':
+      best = ckpts.best()
+      if best is None:
+        raise UserError(f'--step=best: {workdir} has no best checkpoint '
+                        '(it is kept when config.best_metric names a '
+                        'validation metric of config.evals)')
+      step = best['step']
     if step is None:
       step = max(steps)
     elif step not in steps:

@@ -83,15 +83,17 @@ class Monitor:
     self.pending: list[dict] = []
     self.reported_bad = bad_steps
     self.t_window, self.steps_window = time.time(), 0
+    self.started, self.validation_seconds = time.time(), 0.0
 
-  def record(self, metrics: dict) -> None:
-    """Keeps one step's metrics (no host sync)."""
-    self.pending.append(metrics)
-    self.steps_window += 1
+  def record(self, metrics: dict, steps: int = 1) -> None:
+    """Keeps one dispatch's metrics, summed over its ``steps`` steps on the
+    device (no host sync)."""
+    self.pending.append((metrics, steps))
+    self.steps_window += steps
 
   def first_step_done(self) -> None:
     """Keeps compilation out of the steps/s figure."""
-    jax.block_until_ready(self.pending[-1])
+    jax.block_until_ready(self.pending[-1][0])
     logging.info('compiled and ran the first step in %.1fs',
                  time.time() - self.t_window)
     self.t_window, self.steps_window = time.time(), 0
@@ -118,9 +120,12 @@ class Monitor:
         'steps with --config.nan_policy=skip')
 
   def log(self, step: int) -> dict:
-    """Averages the pending metrics on the host, writes and prints them."""
-    values = [jax.tree.map(local_value, m) for m in self.pending]
-    mean = {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+    """Averages the pending metrics over their steps on the host, writes
+    and prints them."""
+    sums = [jax.tree.map(local_value, m) for m, _ in self.pending]
+    steps = sum(n for _, n in self.pending)
+    mean = {k: float(np.sum([v[k] for v in sums], dtype=np.float64) / steps)
+            for k in sums[0]}
     self.pending = []
     elapsed = time.time() - self.t_window
     rate = (self.steps_window / elapsed
@@ -135,3 +140,14 @@ class Monitor:
         mean['loss'], mean['psnr'], mean['sigma_grey'], mean['mask'],
         mean['lr'], mean['grad_norm'], rate, progress.format_duration(eta))
     return mean
+
+  def log_validation(self, step: int, values: dict, weights: str) -> None:
+    """Writes ``val/<name>/<metric>`` figures and prints them, with the
+    share of the run's time spent validating so far."""
+    self.writer.write(step, values)
+    self.validation_seconds += sum(v for k, v in values.items()
+                                   if k.endswith('/seconds'))
+    share = self.validation_seconds / max(time.time() - self.started, 1e-9)
+    logging.info('step %d validation (%s weights, %.1f%% of the time so '
+                 'far): %s', step, weights, 100 * share,
+                 '  '.join(f'{k} {v:.4g}' for k, v in values.items()))

@@ -397,7 +397,8 @@ def _tiles_of(path: pathlib.Path, tile: int) -> int:
 # -------------------------------------------------------------- the model --
 
 def resolve_model(workdir: str | None, checkpoint: str | None,
-                  step: int | None) -> tuple[pathlib.Path, int | None]:
+                  step: int | str | None
+                  ) -> tuple[pathlib.Path, int | str | None]:
   """``--workdir``/``--checkpoint``/``--step`` -> (workdir, step or None).
 
   ``--checkpoint`` is a step folder ``WORKDIR/checkpoints/STEP`` (the
@@ -407,8 +408,10 @@ def resolve_model(workdir: str | None, checkpoint: str | None,
   if not workdir and not checkpoint:
     raise UserError('give the model: --workdir=DIR (a training workdir) or '
                     '--checkpoint=DIR/checkpoints/STEP')
-  if step is not None and step < 0:
-    raise UserError(f'--step={step}: must be >= 0')
+  if step is not None and step != 'best':
+    if not str(step).isdigit():
+      raise UserError(f'--step={step}: must be a step number >= 0 or best')
+    step = int(step)
   if checkpoint:
     derived, ck_step = _checkpoint_dir(checkpoint)
     if workdir:

@@ -78,8 +78,9 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir of the '
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'A checkpoint step '
                                   'folder, WORKDIR/checkpoints/STEP '
                                   '(instead of --workdir).')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: '
-                             'latest).')
+_STEP = flags.DEFINE_string('step', None, 'Checkpoint step: a number, or best '
+                            '(by the run\'s validation metric); default: '
+                            'latest.')
 _INPUT = flags.DEFINE_string('input', None, 'An image, or a folder of images '
                              '(each the low-resolution input; not '
                              'downscaled).')
@@ -138,7 +139,7 @@ def _main() -> int:
                   'mean nothing')
     n = len(jobs)
     photos.show(f'model: {workdir} step {predictor.step} '
-                f'(x{predictor.scale}); {n} image{"s" if n != 1 else ""} '
+                f'({predictor.weights} weights, x{predictor.scale}); {n} image{"s" if n != 1 else ""} '
                 f'-> {outdir}')
     start = time.time()
     results, failures = photos.predict_all(

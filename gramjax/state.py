@@ -29,6 +29,9 @@ class TrainState:
   # applied; how many, and the first (-1: none).
   bad_steps: jax.Array
   first_bad_step: jax.Array
+  # Exponential moving average of ``params`` (``config.ema_decay`` > 0),
+  # else None (no leaves: nothing stored).
+  ema_params: nnx.State | None = None
 
 
 def make_schedule(opt_config) -> optax.Schedule:
@@ -71,14 +74,18 @@ class Recipe:
   model_state: nnx.State
   tx: optax.GradientTransformation
   schedule: optax.Schedule
+  ema_decay: float = 0.0
 
   def init(self, params, model_state) -> TrainState:
-    """Pure: the step-0 state (jit it, or ``jax.eval_shape`` it)."""
+    """Pure: the step-0 state (jit it, or ``jax.eval_shape`` it); the EMA
+    starts at the initial parameters."""
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       model_state=model_state,
                       opt_state=self.tx.init(params),
                       bad_steps=jnp.zeros((), jnp.int32),
-                      first_bad_step=jnp.full((), -1, jnp.int32))
+                      first_bad_step=jnp.full((), -1, jnp.int32),
+                      ema_params=(jax.tree.map(jnp.copy, params)
+                                  if self.ema_decay else None))
 
   def abstract_state(self, sharding) -> Any:
     """The state's shapes and dtypes on ``sharding``, for restoring."""
@@ -91,9 +98,18 @@ class Recipe:
     return sum(x.size for x in jax.tree.leaves(self.params))
 
 
+def update_ema(ema, params, decay: float):
+  """``decay * ema + (1 - decay) * params``, leaf by leaf (pure)."""
+  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
 def build(config) -> Recipe:
-  """The model of ``config.model`` (seeded by ``config.seed``) and the
-  optimizer of ``config.optimizer``."""
+  """The model of ``config.model`` (seeded by ``config.seed``), the
+  optimizer of ``config.optimizer`` and the EMA of ``config.ema_decay``."""
+  decay = float(config.get('ema_decay', 0.0))
+  if not 0.0 <= decay < 1.0:
+    raise UserError(f'config.ema_decay={decay}: must be in [0, 1) (0: off; '
+                    'BasicSR uses 0.999)')
   try:
     model = models.build_model(config.model, seed=config.seed)
   except ValueError as e:
@@ -101,4 +117,4 @@ def build(config) -> Recipe:
   graphdef, params, model_state = nnx.split(model, nnx.Param, nnx.BatchStat)
   schedule = make_schedule(config.optimizer)
   return Recipe(graphdef, params, model_state,
-                make_optimizer(config.optimizer, schedule), schedule)
+                make_optimizer(config.optimizer, schedule), schedule, decay)

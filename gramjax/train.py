@@ -20,11 +20,12 @@ import dataclasses
 import json
 import logging
 import pathlib
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -54,11 +55,13 @@ def batch_psnr(mean: jax.Array, target: jax.Array) -> jax.Array:
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
                     pixel_loss: Callable, schedule: optax.Schedule, *,
-                    scale: int, round_lr: bool, attention_units: str | float
+                    scale: int, round_lr: bool, attention_units: str | float,
+                    ema_decay: float = 0.0
                     ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """Builds the pure step. ``batch['hr']``: uint8 HR crops (N, H, W, 3);
   optional ``batch['lr']``: their uint8 LR files (N, H/s, W/s, 3), else the
-  LR is made on the device by MATLAB bicubic."""
+  LR is made on the device by MATLAB bicubic. With ``ema_decay`` the state's
+  ``ema_params`` follow the applied parameters."""
 
   def loss_fn(params, model_state, batch):
     lr, target = pixels.training_pair(batch['hr'], scale, round_lr, jnp)
@@ -85,8 +88,11 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
         [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     keep = lambda new, old: jax.tree.map(
         lambda n, o: jnp.where(finite, n, o), new, old)
+    ema = state.ema_params
+    if ema is not None:
+      ema = keep(state_lib.update_ema(ema, params, ema_decay), ema)
     new_state = state.replace(
-        step=state.step + 1, params=keep(params, state.params),
+        step=state.step + 1, params=keep(params, state.params), ema_params=ema,
         model_state=keep(new_model_state, state.model_state),
         opt_state=keep(opt_state, state.opt_state),
         bad_steps=state.bad_steps + jnp.where(finite, 0, 1),
@@ -110,6 +116,21 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
   return train_step
 
 
+def make_dispatch(train_step: Callable, n: int) -> Callable:
+  """``n`` training steps in one call: ``lax.scan`` of ``train_step`` over
+  batches stacked on a leading axis of length ``n``; the metrics come back
+  summed over the ``n`` steps (on the device). ``n == 1`` is the plain step,
+  its batch without the leading axis."""
+  if n == 1:
+    return train_step
+
+  def dispatch(state: TrainState, batches: dict):
+    state, metrics = jax.lax.scan(train_step, state, batches)
+    return state, jax.tree.map(lambda m: jnp.sum(m, axis=0), metrics)
+
+  return dispatch
+
+
 # ------------------------------------------------------------- policies --
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -128,6 +149,21 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.log_every < 1 or config.checkpoint_every < 1:
     raise UserError('config.log_every and config.checkpoint_every must be '
                     '>= 1')
+  if config.steps_per_dispatch < 0:
+    raise UserError(f'config.steps_per_dispatch={config.steps_per_dispatch}:'
+                    ' must be >= 0 (0: the platform default)')
+
+
+def steps_per_dispatch(config) -> int:
+  """``config.steps_per_dispatch``, or the platform's default for 0: 1 on
+  the CPU (a step there is long; measured in docs/benchmarks.md), else
+  ``DISPATCH_DEFAULT`` (the GPU waits on the host at one step a call)."""
+  if config.steps_per_dispatch:
+    return int(config.steps_per_dispatch)
+  return 1 if jax.default_backend() == 'cpu' else DISPATCH_DEFAULT
+
+
+DISPATCH_DEFAULT = 8
 
 
 def pixel_loss_from_config(config) -> Callable:
@@ -140,9 +176,17 @@ def pixel_loss_from_config(config) -> Callable:
 
 
 def itstime(step: int, every: int, total: int) -> bool:
-  """Whether a periodic action (log, checkpoint) falls on ``step``: every
-  ``every`` steps and at the last step."""
+  """Whether a periodic action (log, checkpoint, an evaluator) falls on
+  ``step``: every ``every`` steps and at the last step."""
   return step % every == 0 or step == total
+
+
+def next_dispatch(step: int, k: int, total: int, everies) -> int:
+  """How many steps the dispatch after ``step`` runs: ``k``, or fewer so
+  that it ends on the next step where a periodic action falls (so logs,
+  checkpoints and evaluations land on the same steps whatever ``k``)."""
+  ends = [total] + [(step // e + 1) * e for e in everies]
+  return max(1, min(k, min(ends) - step))
 
 
 # ------------------------------------------------------- phase helpers --
@@ -154,19 +198,37 @@ class Run:
   workdir: pathlib.Path
   config_dict: dict
   data_iter: Any
-  batch_sharding: NamedSharding
   mesh: jax.sharding.Mesh
   recipe: state_lib.Recipe
   init_state: TrainState
-  train_step: Callable
+  step_fn: Callable
   checkpoints: ckpt_lib.Checkpoints
+  evaluators: list
+  k: int
+  dispatches: dict = dataclasses.field(default_factory=dict)
 
-  def batches(self) -> Iterator[dict]:
-    """Global batches assembled from this process's share."""
-    for local in self.data_iter:
-      yield jax.tree.map(
-          lambda x: jax.make_array_from_process_local_data(
-              self.batch_sharding, x), local)
+  def dispatch(self, n: int) -> Callable:
+    """The jitted call that runs ``n`` steps (compiled once per ``n``)."""
+    if n not in self.dispatches:
+      replicated = NamedSharding(self.mesh, P())
+      batch = NamedSharding(self.mesh, P(None, 'data') if n > 1 else
+                            P('data'))
+      self.dispatches[n] = jax.jit(
+          make_dispatch(self.step_fn, n), in_shardings=(replicated, batch),
+          out_shardings=(replicated, replicated), donate_argnums=(0,))
+    return self.dispatches[n]
+
+  def batches(self, n: int) -> dict:
+    """The next ``n`` global batches, stacked on a leading axis when
+    ``n > 1``, assembled from this process's share."""
+    local = [next(self.data_iter) for _ in range(n)]
+    stacked = (local[0] if n == 1 else
+               jax.tree.map(lambda *xs: np.stack(xs), *local))
+    spec = P(None, 'data') if n > 1 else P('data')
+    sharding = NamedSharding(self.mesh, spec)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, x),
+        stacked)
 
 
 def set_up(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Run:
@@ -188,7 +250,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Run:
       lr_images=lr_images, scale=config.model.scale))
   mesh = distributed.create_mesh()
   replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P('data'))
+  evaluators = evaluation.evaluators_from_config(config)
   recipe = state_lib.build(config)
   logging.info('model: %s, %.3fM parameters', config.model.name,
                recipe.num_params / 1e6)
@@ -197,15 +259,18 @@ def set_up(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Run:
   step_fn = make_train_step(
       recipe.graphdef, recipe.tx, pixel_loss, recipe.schedule,
       scale=config.model.scale, round_lr=config.data.round_lr,
-      attention_units=config.loss.options.get('units', '[-1,1]'))
-  train_step = jax.jit(step_fn, in_shardings=(replicated, batch_sharding),
-                       out_shardings=(replicated, replicated),
-                       donate_argnums=(0,))
-  checkpoints = ckpt_lib.Checkpoints(workdir, every=config.checkpoint_every,
-                                     keep=config.keep_checkpoints)
+      attention_units=config.loss.options.get('units', '[-1,1]'),
+      ema_decay=recipe.ema_decay)
+  checkpoints = ckpt_lib.Checkpoints(
+      workdir, every=config.checkpoint_every, keep=config.keep_checkpoints,
+      best_metric=config.best_metric or None, best_mode=config.best_mode)
+  k = steps_per_dispatch(config)
+  logging.info('%d step(s) per dispatch%s', k,
+               '' if config.steps_per_dispatch else
+               f' (the {jax.default_backend()} default)')
   return Run(config, workdir, ckpt_lib.config_to_dict(config), data_iter,
-             batch_sharding, mesh, recipe, init_state, train_step,
-             checkpoints)
+             mesh, recipe, init_state, step_fn, checkpoints,
+             evaluators, k)
 
 
 def resume(run: Run, allow_config_change: bool) -> tuple[TrainState, int]:
@@ -239,9 +304,33 @@ def resume(run: Run, allow_config_change: bool) -> tuple[TrainState, int]:
   return state, start or 0
 
 
-def save(run: Run, step: int, state: TrainState, *, force: bool) -> None:
+def save(run: Run, step: int, state: TrainState, *, force: bool,
+         metrics: dict | None = None) -> None:
   run.checkpoints.save(step, state, run.data_iter, run.config_dict,
-                       force=force)
+                       force=force, metrics=metrics)
+
+
+def validate(run: Run, state: TrainState, step: int, total: int,
+             watch: monitor_lib.Monitor) -> dict:
+  """Runs the evaluators due at ``step`` on the current model (its EMA
+  weights when kept) and logs ``val/<name>/<metric>``; a new best of
+  ``config.best_metric`` is saved as a checkpoint and recorded."""
+  due = [e for e in run.evaluators if itstime(step, e.every, total)]
+  if not due:
+    return {}
+  predictor = inference.from_state(run.config, run.recipe.graphdef, state)
+  values = {}
+  for evaluator in due:
+    values |= evaluator.run(predictor)
+  watch.log_validation(step, values, predictor.weights)
+  metric = run.config.best_metric
+  if metric and metric in values and run.checkpoints.is_better(
+      values[metric]):
+    save(run, step, state, force=True, metrics=values)
+    run.checkpoints.record_best(step, metric, values[metric])
+    logging.info('best %s so far: %.4f at step %d (kept as the best '
+                 'checkpoint)', metric, values[metric], step)
+  return values
 
 
 def finish(run: Run, state: TrainState) -> None:
@@ -263,12 +352,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | pathlib.Path, *,
                        allow_config_change: bool = False) -> TrainState:
   """Trains ``config`` in ``workdir``, resuming from its latest checkpoint,
-  and writes samples of the final model.
+  validating on ``config.evals`` and writing samples of the final model.
 
-  Resuming with a config that differs from the checkpoint's (other than in
+  Steps run ``config.steps_per_dispatch`` at a time; logs, checkpoints,
+  evaluations and stop requests fall on dispatch boundaries, which are cut
+  to land on the same steps whatever that number. Resuming with a config
+  that differs from the checkpoint's (other than in
   ``checkpoint.RESUMABLE_CHANGES``) is refused, naming the keys, unless
   ``allow_config_change``. SIGTERM/SIGINT (or an orbax preemption notice)
-  saves a checkpoint after the current step and raises ``Preempted``.
+  saves a checkpoint after the current dispatch and raises ``Preempted``.
   """
   with files.output_dir(workdir, '--workdir') as workdir:
     # -------------------------------------------------------------- set-up
@@ -283,16 +375,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         monitor_lib.MetricWriter(workdir, start, config.tensorboard),
         total_steps=total, nan_policy=config.nan_policy,
         bad_steps=int(distributed.local_value(state.bad_steps)))
+    everies = [config.log_every, config.checkpoint_every] + [
+        e.every for e in run.evaluators]
     last_checkpoint = lambda: (run.checkpoints.latest_step(),
                                run.checkpoints.directory)
     # ---------------------------------------------------------------- loop
     with jax.set_mesh(run.mesh), ckpt_lib.StopRequest(run.checkpoints) as stop:
-      batches = run.batches()
-      for step in range(start + 1, total + 1):
-        state, metrics = run.train_step(state, next(batches))
-        watch.record(metrics)
-        if step == start + 1:
+      step = start
+      while step < total:
+        n = next_dispatch(step, run.k, total, everies)
+        state, metrics = run.dispatch(n)(state, run.batches(n))
+        watch.record(metrics, n)
+        if step == start:
           watch.first_step_done()
+        step += n
         stop_reason = stop.reason(step)
         if itstime(step, config.log_every, total) or stop_reason:
           watch.check_finite(step, state, last_checkpoint())
@@ -300,6 +396,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         if stop_reason:
           save(run, step, state, force=True)
           raise Preempted(step, stop_reason)
+        validate(run, state, step, total, watch)
         if itstime(step, config.checkpoint_every, total):
           watch.check_finite(step, state, last_checkpoint())
           save(run, step, state, force=step == total)

@@ -1,5 +1,7 @@
-"""End-to-end training: the demo config trains, logs, checkpoints, resumes
-exactly and writes its sample pictures; bad config values name the key."""
+"""End-to-end training: the demo config trains, logs, validates, checkpoints
+(the latest and the best), resumes exactly, runs several steps per dispatch,
+keeps an EMA of the weights and writes its sample pictures; bad config
+values name the key."""
 
 import json
 import pathlib
@@ -35,9 +37,12 @@ def small_demo(total_steps, **overrides):
   return c
 
 
-def read_metrics(workdir):
+def read_metrics(workdir, validation=False):
+  """The training lines of metrics.jsonl (or, with ``validation``, the
+  lines of the validation sets)."""
   lines = (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
-  return [json.loads(l) for l in lines]
+  rows = [json.loads(l) for l in lines]
+  return [r for r in rows if ('loss' in r) != validation]
 
 
 def params_of(state):
@@ -175,3 +180,149 @@ def test_every_experiment_config_trains(tmp_path, name):
   assert bool(bn) == c.model.batch_norm
   if bn:  # BatchNorm statistics moved away from their initial values.
     assert any(np.abs(np.asarray(x)).sum() > 0 for x in bn[::2])
+
+
+# ------------------------------------------- several steps per dispatch --
+
+def tiny(total_steps, **overrides):
+  return small_demo(total_steps, **{
+      'model.num_blocks': 1, 'model.channels': 8, 'data.crop_size': 32,
+      'batch_size': 4, 'log_every': 5, 'checkpoint_every': 10,
+      'data.sample_images': '', **overrides})
+
+
+def assert_close_params(a, b):
+  """k steps in one scan vs k jitted steps: XLA compiles the scanned body
+  on its own, and its fusion may order float sums differently, so the two
+  agree to float32 rounding, not bit for bit."""
+  for x, y in zip(params_of(a), params_of(b)):
+    np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('step,k,everies,total,want', [
+    (0, 8, [5, 10], 20, 5), (5, 8, [5, 10], 20, 5), (3, 1, [5], 20, 1),
+    (0, 4, [100], 200, 4), (96, 4, [100], 200, 4), (98, 4, [100], 200, 2),
+    (18, 8, [50], 20, 2)])
+def test_dispatches_end_where_periodic_actions_fall(step, k, everies, total,
+                                                     want):
+  assert train.next_dispatch(step, k, total, everies) == want
+
+
+def test_k_steps_per_dispatch_equal_k_single_steps(tmp_path):
+  single = train.train_and_evaluate(tiny(12, steps_per_dispatch=1),
+                                    tmp_path / 'k1')
+  scanned = train.train_and_evaluate(tiny(12, steps_per_dispatch=4),
+                                     tmp_path / 'k4')
+  assert int(scanned.step) == 12
+  assert_close_params(single, scanned)
+  a, b = read_metrics(tmp_path / 'k1'), read_metrics(tmp_path / 'k4')
+  assert [m['step'] for m in a] == [m['step'] for m in b] == [5, 10, 12]
+  np.testing.assert_allclose([m['loss'] for m in a], [m['loss'] for m in b],
+                             rtol=1e-5)
+  assert sorted(p.name for p in (tmp_path / 'k4' / 'checkpoints').iterdir()
+                if p.name.isdigit()) == ['10', '12']
+
+
+def test_resumed_with_another_k_ends_where_an_uninterrupted_run_ends(
+    tmp_path):
+  """Stopped at a checkpoint (what a kill leaves) and resumed with k=3."""
+  straight = train.train_and_evaluate(tiny(20, steps_per_dispatch=1),
+                                      tmp_path / 'a')
+  train.train_and_evaluate(tiny(10, steps_per_dispatch=2), tmp_path / 'b')
+  resumed = train.train_and_evaluate(tiny(20, steps_per_dispatch=3),
+                                     tmp_path / 'b')
+  assert int(resumed.step) == 20
+  assert_close_params(straight, resumed)
+
+
+# ------------------------------------------------------------------ EMA --
+
+def test_ema_follows_the_parameters_step_by_step():
+  """The state's EMA against the recursion computed here from the
+  parameters of each step."""
+  from gramjax import losses, state as state_lib  # pylint: disable=g-import-not-at-top
+  c = tiny(3, ema_decay=0.5)
+  recipe = state_lib.build(c)
+  step = jax.jit(train.make_train_step(
+      recipe.graphdef, recipe.tx, losses.get('nll'), recipe.schedule,
+      scale=4, round_lr=True, attention_units='[-1,1]', ema_decay=0.5))
+  state = recipe.init(recipe.params, recipe.model_state)
+  rng = np.random.default_rng(0)
+  want = params_of(state)
+  for _ in range(3):
+    state, _ = step(state, {'hr': rng.integers(0, 256, (4, 32, 32, 3),
+                                                np.uint8)})
+    want = [0.5 * w + 0.5 * p for w, p in zip(want, params_of(state))]
+  got = [np.asarray(x) for x in jax.tree.leaves(state.ema_params)]
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+  assert not np.allclose(got[0], params_of(state)[0])
+
+
+@pytest.mark.parametrize('decay', [0.0, 0.9])
+def test_ema_in_the_checkpoint_and_in_what_evaluation_uses(tmp_path, decay):
+  from gramjax import inference  # pylint: disable=g-import-not-at-top
+  state = train.train_and_evaluate(tiny(10, ema_decay=decay), tmp_path)
+  predictor = inference.load(tmp_path)
+  used = [np.asarray(x) for x in jax.tree.leaves(predictor.params)]
+  if decay:
+    assert predictor.weights == 'ema'
+    want = [np.asarray(x) for x in jax.tree.leaves(state.ema_params)]
+    assert not np.allclose(used[0], params_of(state)[0])
+  else:
+    assert predictor.weights == 'params' and state.ema_params is None
+    want = params_of(state)
+  for u, w in zip(used, want):
+    np.testing.assert_array_equal(u, w)
+  val = read_metrics(tmp_path, validation=True)
+  assert val and 'val/heldout/psnr' in val[-1]
+
+
+# ------------------------------------------- validation and best weights --
+
+def test_validation_is_logged_and_the_best_checkpoint_kept(tmp_path,
+                                                           monkeypatch):
+  """Scripted validation PSNRs 30, 20, 10 at steps 5, 10, 15: the best
+  (step 5) is kept beside the latest (keep_checkpoints=1) and
+  ``--step=best`` loads it."""
+  from gramjax import evaluation, inference  # pylint: disable=g-import-not-at-top
+  scripted = iter([30.0, 20.0, 10.0])
+  monkeypatch.setattr(evaluation.Evaluator, 'run', lambda self, p: {
+      f'val/{self.name}/psnr': next(scripted), f'val/{self.name}/seconds':
+      0.0})
+  c = tiny(15, keep_checkpoints=1, checkpoint_every=15, **{
+      'evals.heldout.every': 5})
+  train.train_and_evaluate(c, tmp_path)
+  val = read_metrics(tmp_path, validation=True)
+  assert [(v['step'], v['val/heldout/psnr']) for v in val] == [
+      (5, 30.0), (10, 20.0), (15, 10.0)]
+  assert json.loads((tmp_path / 'best.json').read_text())['step'] == 5
+  steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()
+                 if p.name.isdigit())
+  assert steps == [5, 15]
+  assert inference.load(tmp_path, 'best').step == 5
+  assert inference.load(tmp_path).step == 15
+  Image.fromarray(np.full((12, 10, 3), 99, np.uint8)).save(tmp_path / 'a.png')
+  r = run_module('predict', f'--workdir={tmp_path}', '--step=best',
+                 f'--input={tmp_path / "a.png"}', f'--output={tmp_path / "o"}')
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert f'model: {tmp_path} step 5 (params weights, x4)' in r.stderr
+
+
+def test_missing_validation_folder_is_logged_and_training_goes_on(
+    tmp_path, caplog):
+  import logging  # pylint: disable=g-import-not-at-top
+  caplog.set_level(logging.INFO)
+  c = tiny(5, **{'evals.heldout.folder': str(tmp_path / 'nope')})
+  state = train.train_and_evaluate(c, tmp_path / 'w')
+  assert int(state.step) == 5
+  assert f'validation set heldout: {tmp_path / "nope"} does not exist; ' \
+         'training goes on without it' in caplog.text
+  assert read_metrics(tmp_path / 'w', validation=True) == []
+
+
+def test_bad_evaluator_key_names_it(tmp_path):
+  c = tiny(5, **{'evals.heldout.every': 0})
+  with pytest.raises(UserError, match='config.evals.heldout needs a folder '
+                     'and every >= 1'):
+    train.train_and_evaluate(c, tmp_path)
