@@ -116,16 +116,20 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
   return train_step
 
 
-def make_dispatch(train_step: Callable, n: int) -> Callable:
+def make_dispatch(train_step: Callable, n: int, unroll: bool = False
+                  ) -> Callable:
   """``n`` training steps in one call: ``lax.scan`` of ``train_step`` over
   batches stacked on a leading axis of length ``n``; the metrics come back
   summed over the ``n`` steps (on the device). ``n == 1`` is the plain step,
-  its batch without the leading axis."""
+  its batch without the leading axis. ``unroll`` compiles the ``n`` steps
+  as one straight program: XLA:CPU runs convolutions inside a loop body
+  about 10x slower than outside one (measured: docs/benchmarks.md), so the
+  CPU unrolls; other backends keep the loop (compile time)."""
   if n == 1:
     return train_step
 
   def dispatch(state: TrainState, batches: dict):
-    state, metrics = jax.lax.scan(train_step, state, batches)
+    state, metrics = jax.lax.scan(train_step, state, batches, unroll=unroll)
     return state, jax.tree.map(lambda m: jnp.sum(m, axis=0), metrics)
 
   return dispatch
@@ -213,8 +217,10 @@ class Run:
       replicated = NamedSharding(self.mesh, P())
       batch = NamedSharding(self.mesh, P(None, 'data') if n > 1 else
                             P('data'))
+      unroll = jax.default_backend() == 'cpu'
       self.dispatches[n] = jax.jit(
-          make_dispatch(self.step_fn, n), in_shardings=(replicated, batch),
+          make_dispatch(self.step_fn, n, unroll),
+          in_shardings=(replicated, batch),
           out_shardings=(replicated, replicated), donate_argnums=(0,))
     return self.dispatches[n]
 
