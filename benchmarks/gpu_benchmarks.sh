@@ -7,7 +7,9 @@
 # 2. a real training run of configs/gram.py (input pipeline, metrics and
 #    checkpointing included) on the built-in photos: the steps/s behind the
 #    wall-time estimates of launch/reproduce_table1.sh;
-# 3. the data path (bench_data.py: LR degradation, pipeline supply against
+# 3. steps/s of the real loop at steps_per_dispatch 1 and the platform's
+#    default (bench_loop.py), the figure issue 13's 3x target is about;
+#    the data path (bench_data.py: LR degradation, pipeline supply against
 #    the step's demand);
 # 4. predict, 256x256 -> 1024x1024, tiled and untiled (SKIP_PREDICT=1: not).
 # Each part writes its JSON/log to OUTDIR; a failing part does not stop the
@@ -47,6 +49,11 @@ timeout 240 python3 -m gramjax.main --config=configs/gram.py \
   > "$out/train_run.log" 2>&1
 tail -4 "$out/train_run.log"
 cp /tmp/gram_gpu_run/metrics.jsonl "$out/train_run_metrics.jsonl" 2>/dev/null
+echo "== the real loop, steps per dispatch 1 and the default, batch 16"
+python3 benchmarks/bench_loop.py --config=configs/gram.py --ks=1,0 \
+  --steps=$(( T > 200 ? 2000 : 8 )) --log_every=$(( T > 200 ? 200 : 2 )) \
+  --rounds=$(( T > 200 ? 2 : 1 )) --json="$out/loop.json" \
+  --config.data.train_dir=builtin:skimage 2>&1 | tail -4
 echo "== data path"
 python3 benchmarks/bench_data.py $D > "$out/data.txt" 2>&1
 cat "$out/data.txt"
