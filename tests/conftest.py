@@ -1,6 +1,7 @@
 """Shared test helpers: the repository's paths, the benchmark images beside
 it, and the one way tests run a command line."""
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -31,6 +32,14 @@ def run_module(module: str, *args, timeout: float = 600, env=None,
 def command(module: str, *args) -> list[str]:
   """The argv of ``python -m gramjax.<module> ARGS``."""
   return [sys.executable, '-m', f'gramjax.{module}', *map(str, args)]
+
+
+def training_metrics(workdir) -> list[dict]:
+  """The training lines of ``WORKDIR/metrics.jsonl`` (validation lines,
+  ``val/<name>/...``, left out)."""
+  text = (pathlib.Path(workdir) / 'metrics.jsonl').read_text()
+  rows = [json.loads(l) for l in text.splitlines()]
+  return [r for r in rows if 'loss' in r]
 
 
 def error_lines(stderr: str) -> list[str]:

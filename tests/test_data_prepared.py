@@ -14,7 +14,7 @@ from gramjax.data import images
 from gramjax.data import prepared
 from gramjax import train
 from gramjax.errors import UserError
-from tests.conftest import run_module
+from tests.conftest import run_module, training_metrics
 
 
 def write_images(folder, n=4, size=(40, 36), seed=0):
@@ -168,8 +168,8 @@ def test_training_from_official_lr_files_via_prepared_dir(tmp_path):
   state = train.train_and_evaluate(c, tmp_path / 'w')
   assert int(state.step) == 4
   assert prepared.is_prepared(tmp_path / 'prep')
-  lines = (tmp_path / 'w' / 'metrics.jsonl').read_text().splitlines()
-  assert all(np.isfinite(json.loads(l)['loss']) for l in lines)
+  rows = training_metrics(tmp_path / 'w')
+  assert rows and all(np.isfinite(r['loss']) for r in rows)
 
 
 def test_training_from_a_prepared_folder_matches_raw_folder(tmp_path):

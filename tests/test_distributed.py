@@ -14,7 +14,7 @@ from gramjax import distributed
 from gramjax import models
 from gramjax import train
 from gramjax.errors import UserError
-from tests.conftest import run_module
+from tests.conftest import run_module, training_metrics
 
 TINY = ['--config.model.num_blocks=2', '--config.model.channels=8',
         '--config.data.crop_size=32', '--config.data.sample_images=',
@@ -30,8 +30,7 @@ def run_main(workdir, devices, *extra):
 
 
 def losses(workdir):
-  lines = (workdir / 'metrics.jsonl').read_text().splitlines()
-  return [json.loads(l)['loss'] for l in lines]
+  return [m['loss'] for m in training_metrics(workdir)]
 
 
 @pytest.mark.parametrize('batch_norm', [False, True])

@@ -22,7 +22,7 @@ import pytest
 
 from gramjax import inference
 from tests.conftest import REPO
-from tests.conftest import shared_data
+from tests.conftest import shared_data, training_metrics
 
 LAUNCH = REPO / 'launch'
 SCRIPTS = ['single_host.sh', 'local_multiprocess.sh', 'slurm_gpu.sbatch',
@@ -55,8 +55,7 @@ def bash(*args, env=None, timeout=120, **kwargs):
 
 
 def metrics(workdir):
-  lines = (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
-  return [json.loads(l) for l in lines]
+  return training_metrics(workdir)
 
 
 def checkpoint_steps(workdir):

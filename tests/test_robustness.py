@@ -37,7 +37,7 @@ from gramjax import data as data_lib
 from gramjax import inference
 from gramjax import state as state_lib
 from gramjax import train
-from tests.conftest import REPO, command, run_module
+from tests.conftest import REPO, command, run_module, training_metrics
 
 # The demo config shrunk to a model that trains at ~40 steps/s on a CPU.
 TINY = {'model.num_blocks': 1, 'model.channels': 8, 'data.crop_size': 32,
@@ -96,8 +96,7 @@ def one_error_line(stderr):
 
 
 def read_metrics(workdir):
-  text = (pathlib.Path(workdir) / 'metrics.jsonl').read_text()
-  return [json.loads(l) for l in text.splitlines()]
+  return training_metrics(workdir)
 
 
 def logged_steps(workdir):
