@@ -45,6 +45,9 @@ class Checkpoints:
     self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
     self.best_path = self.directory.parent / BEST_FILE
     self.best_mode = best_mode
+    # Held in memory, so that every process decides alike (only process 0
+    # writes the file, which the others may see late).
+    self._best = self.best()
     policy = cm.LatestN(n=keep)
     if best_metric:
       policy = cm.AnyPreservationPolicy([policy, cm.BestN(
@@ -111,7 +114,7 @@ class Checkpoints:
 
   def is_better(self, value: float) -> bool:
     """Whether ``value`` beats the recorded best (any value, if none)."""
-    best = self.best()
+    best = self._best
     if best is None:
       return True
     return (value > best['value'] if self.best_mode == 'max'
@@ -119,10 +122,11 @@ class Checkpoints:
 
   def record_best(self, step: int, metric: str, value: float) -> None:
     """Records ``step`` as the best checkpoint (``WORKDIR/best.json``)."""
+    self._best = {'step': step, 'metric': metric, 'value': value,
+                  'mode': self.best_mode}
     if jax.process_index() == 0:
-      files.write_text_atomic(self.best_path, json.dumps(
-          {'step': step, 'metric': metric, 'value': value,
-           'mode': self.best_mode}, indent=2))
+      files.write_text_atomic(self.best_path,
+                              json.dumps(self._best, indent=2))
 
   def wait(self) -> None:
     """Waits for a save in flight; its failure is a ``UserError``."""

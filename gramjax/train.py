@@ -317,17 +317,25 @@ def save(run: Run, step: int, state: TrainState, *, force: bool,
 
 
 def validate(run: Run, state: TrainState, step: int, total: int,
-             watch: monitor_lib.Monitor) -> dict:
+             watch: monitor_lib.Monitor) -> bool:
   """Runs the evaluators due at ``step`` on the current model (its EMA
   weights when kept) and logs ``val/<name>/<metric>``; a new best of
-  ``config.best_metric`` is saved as a checkpoint and recorded."""
+  ``config.best_metric`` is saved as a checkpoint and recorded. Returns
+  whether it saved one. A model whose predictions are not finite (a run
+  diverging under ``nan_policy='skip'``) is logged, not measured."""
   due = [e for e in run.evaluators if itstime(step, e.every, total)]
   if not due:
-    return {}
+    return False
   predictor = inference.from_state(run.config, run.recipe.graphdef, state)
   values = {}
   for evaluator in due:
-    values |= evaluator.run(predictor)
+    try:
+      values |= evaluator.run(predictor)
+    except ValueError as e:
+      logging.warning('validation set %s at step %d not measured: %s',
+                      evaluator.name, step, e)
+  if not values:
+    return False
   watch.log_validation(step, values, predictor.weights)
   metric = run.config.best_metric
   if metric and metric in values and run.checkpoints.is_better(
@@ -336,7 +344,8 @@ def validate(run: Run, state: TrainState, step: int, total: int,
     run.checkpoints.record_best(step, metric, values[metric])
     logging.info('best %s so far: %.4f at step %d (kept as the best '
                  'checkpoint)', metric, values[metric], step)
-  return values
+    return True
+  return False
 
 
 def finish(run: Run, state: TrainState) -> None:
@@ -402,8 +411,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         if stop_reason:
           save(run, step, state, force=True)
           raise Preempted(step, stop_reason)
-        validate(run, state, step, total, watch)
-        if itstime(step, config.checkpoint_every, total):
+        saved = validate(run, state, step, total, watch)
+        if itstime(step, config.checkpoint_every, total) and not saved:
           watch.check_finite(step, state, last_checkpoint())
           save(run, step, state, force=step == total)
     # -------------------------------------------------------------- finish
