@@ -2,11 +2,22 @@
 it, and the one way tests run a command line."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import pytest
+
+# One persistent JAX compilation cache for the test run and the command
+# lines it starts (they inherit the environment): the suite compiles the
+# same small models again and again, in-process and in subprocesses. Only
+# a cache (keyed on the program, the devices and the JAX version); set
+# JAX_COMPILATION_CACHE_DIR yourself to move it, or to '' to turn it off.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(
+    tempfile.gettempdir(), f'gramjax-tests-jax-cache-{os.getuid()}'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data'

@@ -30,7 +30,8 @@ def bench_train():
   return load('bench_train')
 
 
-@pytest.mark.parametrize('blocks,channels,crop', [(16, 64, 48), (2, 16, 32)])
+@pytest.mark.parametrize('blocks,channels,crop', [
+    pytest.param(16, 64, 48, marks=pytest.mark.slow), (2, 16, 32)])
 def test_model_flops_match_xla_cost_analysis(bench_train, blocks, channels,
                                              crop):
   """The analytic count behind MFU against XLA's own count of the compiled

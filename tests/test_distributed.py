@@ -33,7 +33,8 @@ def losses(workdir):
   return [m['loss'] for m in training_metrics(workdir)]
 
 
-@pytest.mark.parametrize('batch_norm', [False, True])
+@pytest.mark.parametrize('batch_norm', [
+    False, pytest.param(True, marks=pytest.mark.slow)])
 def test_eight_devices_match_one_device(tmp_path, batch_norm):
   """5 steps, global batch 8: sharded over 8 virtual CPU devices (one image
   per device; BatchNorm statistics still over the global batch) == 1."""

@@ -96,6 +96,7 @@ def check_outputs(outdir, stem, lr_w, lr_h, mode='RGB', full=True,
 
 # ------------------------------------------------------------ acceptance --
 
+@pytest.mark.slow
 def test_set14_through_the_cli(workdir, tmp_path):
   data = shared_data('Set14')
   files = sorted(p for p in data.iterdir() if p.suffix == '.png')
@@ -118,6 +119,7 @@ def test_set14_through_the_cli(workdir, tmp_path):
   assert all('_sr.png' in l and '_log_var.npy' in l for l in lines)
 
 
+@pytest.mark.slow
 def test_large_photo_runs_tiled_in_bounded_memory(workdir, tmp_path):
   src = tmp_path / 'photo.jpg'
   Image.fromarray(photo(1500, 2000)).save(src, quality=90)
