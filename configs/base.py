@@ -31,6 +31,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.mean_activation = 'none'   # or 'tanh' (official code).
   c.model.first_kernel = 9
   c.model.head_kernel = 9             # Mean and log-variance heads.
+  c.model.icnr = True                 # Equal sub-kernels at init before
+                                      # each pixel shuffle (no grid).
+  c.model.shuffle_blur = False        # Outputs blurred: no shuffle grid.
   c.model.compute_dtype = 'float32'
 
   c.loss = ml_collections.ConfigDict()

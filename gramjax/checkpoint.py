@@ -152,13 +152,14 @@ def config_to_dict(config) -> dict:
 
 # ------------------------------------------------------ resuming a workdir --
 
-# Keys that only change how a run is watched or how long it goes on: they
-# may differ from the checkpoint's config when resuming.
+# Keys that only change how a run is watched or how long it goes on, or
+# only how parameters start (model.icnr): they may differ from the
+# checkpoint's config when resuming.
 RESUMABLE_CHANGES = frozenset({
     'total_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints',
     'tensorboard', 'nan_policy', 'data.num_threads', 'data.sample_images',
     'data.prepared_dir', 'cpu_devices', 'steps_per_dispatch', 'evals',
-    'best_metric', 'best_mode'})
+    'best_metric', 'best_mode', 'model.icnr'})
 
 # Keys that change the shapes or structure of the train state: a checkpoint
 # made with other values cannot be restored into it.
@@ -170,7 +171,7 @@ LAYOUT_KEYS = frozenset({
 
 # Keys added after checkpoints were written without them, with the value
 # that means what those runs did: absent == this value is no change.
-ADDED_LATER = {'ema_decay': 0.0}
+ADDED_LATER = {'ema_decay': 0.0, 'model.shuffle_blur': False}
 
 
 def config_differences(saved: dict, current: dict, prefix: str = ''

@@ -27,6 +27,19 @@ def test_watching_keys_resume_silently():
                                allow_config_change=False) == []
 
 
+def test_checkpoints_from_before_icnr_and_the_blur_resume():
+  """Configs saved before model.icnr and model.shuffle_blur existed: ICNR
+  only changes the initialisation; an absent blur means off."""
+  saved = config_dict(**{'model.shuffle_blur': False})
+  del saved['model']['icnr'], saved['model']['shuffle_blur']
+  now = config_dict(**{'model.shuffle_blur': False})
+  assert now['model']['icnr'] is True
+  assert ckpt_lib.config_differences(saved, now) == []
+  blurred = config_dict(**{'model.shuffle_blur': True})
+  assert ckpt_lib.config_differences(saved, blurred) == [
+      "model.shuffle_blur: '<absent>' -> True"]
+
+
 def test_other_changes_need_permission_and_are_listed():
   saved, now = config_dict(), config_dict(**{'optimizer.b2': 0.999})
   with pytest.raises(UserError, match=r'^--workdir=w holds a checkpoint '

@@ -1,9 +1,13 @@
 """SRResNet with mean and log-variance heads (GRAM paper, section IV-B):
 parameter counts derived by hand, output shapes, pixel shuffle layout,
-initialisation stability, BatchNorm modes and config-driven construction."""
+initialisation stability, ICNR and the shuffle blur (no checkerboard),
+BatchNorm modes and config-driven construction."""
+
+import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
@@ -12,7 +16,8 @@ from configs import base as base_config
 from gramjax import data as data_lib
 from gramjax import pixels
 from gramjax.models import SRResNet, build_model
-from gramjax.models.srresnet import pixel_shuffle
+from gramjax.models.srresnet import (period_blur, period_kernel,
+                                     pixel_shuffle, receptive_radius)
 
 
 def count(tree) -> int:
@@ -195,6 +200,113 @@ def test_log_var_init_is_constant(log_var_init):
   lr = jax.random.uniform(jax.random.key(0), (1, 6, 5, 3))
   _, log_var = model(lr)
   np.testing.assert_array_equal(np.asarray(log_var), log_var_init)
+
+
+# ------------------------------------------------------------------ ICNR --
+
+def block_spread(y, r) -> float:
+  """(N, H*r, W*r, C) -> the largest max - min within one r x r block."""
+  n, h, w, c = y.shape
+  blocks = np.asarray(y).reshape(n, h // r, r, w // r, r, c)
+  return float((blocks.max(axis=(2, 4)) - blocks.min(axis=(2, 4))).max())
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4, 8])
+def test_icnr_up_convs_start_without_checkerboard(scale):
+  """Right after init, each up-conv's shuffled output is constant within
+  every r x r block whatever its input (ICNR); drawn independently, the
+  sub-kernels make a checkerboard."""
+  for icnr in (True, False):
+    model = tiny(scale=scale, icnr=icnr, seed=3)
+    keys = jax.random.split(jax.random.key(5), len(model.factors))
+    for conv, r, key in zip(model.up_convs, model.factors, keys):
+      x = jax.random.normal(key, (2, 5, 6, conv.in_features))
+      y = pixel_shuffle(conv(x), r)
+      assert y.shape == (2, 5 * r, 6 * r, conv.in_features)
+      spread, size = block_spread(y, r), float(jnp.std(y))
+      if icnr:
+        assert spread <= 1e-6 * size, (r, spread, size)
+      else:
+        assert spread > 0.5 * size, (r, spread, size)
+
+
+def test_icnr_kernel_repeats_one_sub_kernel():
+  """The kernel is one (3, 3, C, C) draw repeated for the r*r sub-pixel
+  positions, channel (i*r + j)*C + c, at He-normal scale (fan-in 9C)."""
+  model = SRResNet(rngs=nnx.Rngs(0))
+  c = 64
+  for conv, r in zip(model.up_convs, model.factors):
+    k = np.asarray(conv.kernel[...])
+    assert k.shape == (3, 3, c, c * r * r)
+    subs = k.reshape(3, 3, c, r * r, c)
+    np.testing.assert_array_equal(subs, subs[:, :, :, :1].repeat(r * r, 3))
+    assert np.std(k) == pytest.approx(np.sqrt(2 / (9 * c)), rel=0.1)
+    np.testing.assert_array_equal(np.asarray(conv.bias[...]), 0.0)
+
+
+def test_icnr_model_maps_a_flat_image_to_a_flat_mean():
+  """A flat LR image: away from the zero-padded borders the initial mean
+  is flat with ICNR; without it, it repeats an r-periodic pattern."""
+  lr = jnp.full((1, 24, 24, 3), 0.5)
+  inner = slice(4 * 8, 4 * 16)            # LR 8..16: > receptive radius.
+  for icnr, flat in ((True, True), (False, False)):
+    mean, _ = tiny(scale=4, icnr=icnr, seed=1)(lr)
+    centre = np.asarray(mean[0, inner, inner])
+    spread = float(np.ptp(centre, axis=(0, 1)).max())
+    assert (spread < 1e-5) == flat, (icnr, spread)
+
+
+@pytest.mark.parametrize('period,taps', [(2, (1, 2, 1)), (3, (1, 1, 1)),
+                                         (4, (1, 2, 2, 2, 1))])
+def test_period_blur_removes_every_periodic_pattern(period, taps):
+  """A ramp plus any period x period pattern comes out as the ramp plus
+  the pattern's mean, away from the replicated edges."""
+  np.testing.assert_allclose(period_kernel(period),
+                             np.array(taps) / sum(taps))
+  h, w = 4 * period, 5 * period
+  yy, xx = np.mgrid[:h, :w].astype(np.float32)
+  ramp = 0.1 * yy - 0.05 * xx + 1.0
+  tile = np.random.default_rng(period).uniform(-1, 1, (period, period))
+  x = ramp + np.tile(tile, (h // period, w // period))
+  y = np.asarray(period_blur(jnp.asarray(x, jnp.float32)[None, :, :, None],
+                             period))[0, ..., 0]
+  e = len(taps) // 2
+  np.testing.assert_allclose(y[e:-e, e:-e], (ramp + tile.mean())[e:-e, e:-e],
+                             atol=1e-5)
+  flat = period_blur(jnp.full((1, 6, 7, 2), 0.7), period)
+  np.testing.assert_allclose(np.asarray(flat), 0.7, atol=1e-6)
+
+
+def test_shuffle_blur_keeps_flat_regions_flat_whatever_the_weights():
+  """With ``shuffle_blur`` no sub-kernels, ICNR or not, put a grid on a
+  flat image; it adds no parameters."""
+  lr = jnp.full((1, 24, 24, 3), 0.5)
+  for scale in (3, 4):
+    inner = slice(scale * 8, scale * 16)
+    model = tiny(scale=scale, icnr=False, shuffle_blur=True, seed=1)
+    assert param_count(model) == param_count(tiny(scale=scale, icnr=False))
+    mean, _ = model(lr)
+    centre = np.asarray(mean[0, inner, inner])
+    assert float(np.ptp(centre, axis=(0, 1)).max()) < 1e-5, scale
+
+
+def test_receptive_radius_counts_the_blur():
+  """The outputs' 5-tap blur (x4) reaches 2 HR px = 1/2 LR px further; the
+  gradient of an output pixel stays within the radius."""
+  cfg = ml_collections.ConfigDict(dict(scale=4, num_blocks=1, channels=8,
+                                       first_kernel=3, head_kernel=3))
+  assert receptive_radius(cfg) == math.ceil(1 + 2 + 1 + 1 + 0.5 + 0.25) + 1
+  cfg.shuffle_blur = True
+  radius = receptive_radius(cfg)
+  assert radius == math.ceil(1 + 2 + 1 + 1 + 0.5 + 0.25 + 0.5) + 1
+  model = build_model(cfg, 0)
+  size = 2 * radius + 5
+  lr = jax.random.uniform(jax.random.key(2), (size, size, 3))
+  y = x = (size // 2) * 4 + 1
+  grad = jax.grad(lambda lr: jnp.sum(model(lr[None])[0][0, y, x]))(lr)
+  rows, cols = np.nonzero(np.abs(np.asarray(grad)).sum(-1))
+  reach = max(np.abs(rows - y // 4).max(), np.abs(cols - x // 4).max())
+  assert radius - 2 <= reach <= radius
 
 
 # ------------------------------------------------------------- BatchNorm --

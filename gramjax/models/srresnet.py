@@ -23,6 +23,19 @@ convolution of each residual block scaled by ``residual_init_scale`` (or the
 second BatchNorm's scale set to it) so the trunk starts close to identity,
 and the log-variance head starting at the constant ``log_var_init`` (zero
 kernel), so the first NLL is about half the first MSE.
+
+Each convolution that feeds a pixel shuffle starts with ICNR (Aitken et al.
+2017, "Checkerboard artifact free sub-pixel convolution"): its r x r
+sub-kernels are equal, so right after initialisation the shuffle is a
+nearest-neighbour upsampling of one convolution and the output has no
+checkerboard (the r-periodic grid that independently drawn sub-kernels
+imprint on the mean). Training can grow the sub-kernels apart again: a
+short, high-learning-rate run (the demo) does. ``shuffle_blur`` (off in the
+paper's model) blurs both outputs by ``period_kernel(scale)`` ([1, 2, 2, 2,
+1] / 8 at x4), which removes any pattern of the shuffles' periods from flat
+regions whatever the weights (Sugawara et al. 2019): in a flat region every
+layer after a shuffle is shift-invariant, so the pattern keeps its period
+up to the outputs (docs/training.md, "The demo's pictures").
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 UPSAMPLE_STAGES = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
@@ -46,9 +60,66 @@ def pixel_shuffle(x: jax.Array, factor: int) -> jax.Array:
   return x.reshape(n, h * factor, w * factor, out_c)
 
 
+def period_kernel(period: int) -> tuple[float, ...]:
+  """The shortest symmetric blur whose response is zero at every frequency
+  k / period: a box of ``period`` taps, convolved with [1, 1] / 2 when
+  ``period`` is even (no half-pixel shift). 2 -> [1, 2, 1] / 4."""
+  taps = [1.0] * period
+  if period % 2 == 0:
+    taps = [a + b for a, b in zip(taps + [0.0], [0.0] + taps)]
+  return tuple(t / sum(taps) for t in taps)
+
+
+def _band(n: int, taps: tuple[float, ...]) -> np.ndarray:
+  """(n, n) matrix of a symmetric blur along one axis, edges replicated:
+  row i holds ``taps[a]`` at column clip(i + a - len(taps) // 2, 0, n-1)."""
+  half = len(taps) // 2
+  band = np.zeros((n, n), np.float32)
+  for i in range(n):
+    for a, t in enumerate(taps):
+      band[i, min(max(i + a - half, 0), n - 1)] += t
+  return band
+
+
+def period_blur(x: jax.Array, period: int) -> jax.Array:
+  """(N, H, W, C) -> same shape, separably blurred by
+  ``period_kernel(period)`` with the edges replicated: no pattern that
+  repeats every ``period`` pixels survives in flat regions (Sugawara et al.
+  2019, "Super-resolution using convolutional neural networks without any
+  checkerboard artifacts"). Two band-matrix products (XLA:CPU runs them
+  several times faster than shifted copies)."""
+  taps = period_kernel(period)
+  h, w = x.shape[1:3]
+  dot = dict(precision=jax.lax.Precision.HIGHEST)
+  x = jnp.einsum('ih,nhwc->niwc', _band(h, taps).astype(x.dtype), x, **dot)
+  return jnp.einsum('jw,niwc->nijc', _band(w, taps).astype(x.dtype), x,
+                    **dot)
+
+
 def _he_init(scale: float = 1.0):
   return jax.nn.initializers.variance_scaling(2.0 * scale * scale, 'fan_in',
                                               'truncated_normal')
+
+
+def icnr_init(init, factor: int):
+  """ICNR: wraps a kernel initialiser for a conv feeding ``pixel_shuffle``.
+
+  Draws a (kh, kw, cin, cout / factor**2) kernel with ``init`` and repeats
+  it for the factor**2 sub-pixel positions, in ``pixel_shuffle``'s channel
+  order (i*r + j)*C + c, so every r x r output block starts constant.
+  ``init`` sees the sub-kernel's shape, whose fan-in is the conv's.
+  """
+  groups = factor * factor
+
+  def init_fn(key, shape, dtype=jnp.float32):
+    *spatial, cin, cout = shape
+    if cout % groups:
+      raise ValueError(f'ICNR: {cout} output channels are not a multiple '
+                       f'of {factor}x{factor}')
+    base = init(key, (*spatial, cin, cout // groups), dtype)
+    return jnp.tile(base, (1,) * (len(shape) - 1) + (groups,))
+
+  return init_fn
 
 
 class Activation(nnx.Module):
@@ -110,7 +181,14 @@ class ResidualBlock(nnx.Module):
 
 
 class SRResNet(nnx.Module):
-  """SRResNet with mean and log-variance heads (GRAM paper, Fig. 2)."""
+  """SRResNet with mean and log-variance heads (GRAM paper, Fig. 2).
+
+  ``icnr``: initialise the convolutions before each pixel shuffle with
+  ``icnr_init`` (default; False draws every sub-kernel independently).
+  ``shuffle_blur``: ``period_blur`` of both outputs with the scale's period,
+  so that no trained weights can put a pattern of the shuffles' periods on
+  a flat region (not in the paper; off by default).
+  """
 
   def __init__(self, *, scale: int = 4, num_blocks: int = 16,
                channels: int = 64, in_channels: int = 3,
@@ -118,7 +196,8 @@ class SRResNet(nnx.Module):
                leaky_slope: float = 0.2, batch_norm: bool = False,
                residual_init_scale: float = 0.1, log_var_init: float = 0.0,
                head_kernel: int = 9, first_kernel: int = 9,
-               mean_activation: str = 'none', dtype: Any = None,
+               mean_activation: str = 'none', icnr: bool = True,
+               shuffle_blur: bool = False, dtype: Any = None,
                rngs: nnx.Rngs):
     if scale not in UPSAMPLE_STAGES:
       raise ValueError(f'config.model.scale must be one of '
@@ -128,6 +207,7 @@ class SRResNet(nnx.Module):
                        f"'tanh', got {mean_activation!r}")
     self.scale = scale
     self.mean_activation = mean_activation
+    self.shuffle_blur = shuffle_blur
     act = dict(activation=activation, leaky_slope=leaky_slope)
     self.first = nnx.Conv(in_channels, channels, (first_kernel,) * 2,
                           kernel_init=_he_init(), dtype=dtype, rngs=rngs)
@@ -145,8 +225,9 @@ class SRResNet(nnx.Module):
     self.up_acts = nnx.List()
     self.factors = UPSAMPLE_STAGES[scale]
     for r in self.factors:
+      init = icnr_init(_he_init(), r) if icnr else _he_init()
       self.up_convs.append(nnx.Conv(channels, channels * r * r, (3, 3),
-                                    kernel_init=_he_init(), dtype=dtype,
+                                    kernel_init=init, dtype=dtype,
                                     rngs=rngs))
       self.up_acts.append(Activation(**act))
     lecun = jax.nn.initializers.lecun_normal()
@@ -167,10 +248,11 @@ class SRResNet(nnx.Module):
     x = self.trunk_out(x, train) + skip
     for conv, act, r in zip(self.up_convs, self.up_acts, self.factors):
       x = act(pixel_shuffle(conv(x), r))
-    mean = self.mean_head(x)
+    mean, log_var = self.mean_head(x), self.log_var_head(x)
+    if self.shuffle_blur:
+      mean, log_var = (period_blur(y, self.scale) for y in (mean, log_var))
     if self.mean_activation == 'tanh':
       mean = jnp.tanh(mean)
-    log_var = self.log_var_head(x)
     return mean.astype(jnp.float32), log_var.astype(jnp.float32)
 
 
@@ -185,6 +267,8 @@ def receptive_radius(model_config) -> int:
     radius += 1 / resolution                          # 3x3 conv at this res.
     resolution *= r
   radius += (m.head_kernel // 2) / m.scale            # heads at HR.
+  if getattr(m, 'shuffle_blur', False):               # The outputs' blur.
+    radius += (len(period_kernel(m.scale)) // 2) / m.scale
   return int(math.ceil(radius)) + 1
 
 
