@@ -43,6 +43,18 @@ def define_eval_flags() -> None:
                       'official_code (Y, 10 px shave, 7x7 uniform SSIM).')
   flags.DEFINE_integer('tile', 128, 'LR tile size for the model (0: whole '
                        'image at once).')
+  flags.DEFINE_float('y_correlation', None,
+                     "Correlation of the R, G and B errors assumed for the Y "
+                     "channel's variance, in [0, 1]: 1 (the default) adds "
+                     'the channel sigmas, 0 treats the errors as '
+                     'independent. The RGB figures do not depend on it.',
+                     lower_bound=0.0, upper_bound=1.0)
+
+
+def given_kwargs(*names: str) -> dict:
+  """``{name: value}`` of the flags given on the command line (the library's
+  defaults stand for the others)."""
+  return {n: flags.FLAGS[n].value for n in names if flags.FLAGS[n].present}
 
 
 def given(name: str):

@@ -13,9 +13,12 @@ over images.
 ``--json`` writes ``{"<folder>": {"psnr", "ssim", "images", "convention"}}``
 (folder = basename, ``parent/basename`` where two clash). For a
 ``--workdir`` each entry also has ``"step"`` and, for models that predict
-uncertainty, ``sigma_mean_grey``, ``sigma_median_grey``, ``rmse_grey``,
-``nll_grey`` (grey levels, [0, 255] units) and ``"uncertainty": {"y": {...},
-"rgb": {...}, "units": ...}`` (``gramjax.uncertainty.summarize``: NLL, AUSE,
+uncertainty, ``sigma_rgb_mean_grey``, ``sigma_rgb_median_grey``,
+``rmse_grey``, ``nll_grey`` (grey levels, [0, 255] units),
+``error_channel_correlation`` and ``"uncertainty": {"y": {...}, "rgb":
+{...}, "units": ..., "y_correlation": ...}`` (Y's variance assumes channel
+errors of that correlation, ``--y_correlation``;
+``gramjax.uncertainty.summarize``: NLL, AUSE,
 AURG, AUCE, coverage_50/80/90/95, Spearman, RMSE, mean sigma). A model
 trained with the plain MSE has none of these. ``--figures=DIR`` draws each
 folder's reliability diagram and sparsification plot.
@@ -104,7 +107,7 @@ def _main() -> None:
                       'uncertainty')
   entries, per_image = evaluation.evaluate_folders(
       folders, scale=scale, convention=FLAGS.convention, predictor=predictor,
-      tile=FLAGS.tile)
+      tile=FLAGS.tile, **cli.given_kwargs('y_correlation'))
   caption = metrics.get_convention(FLAGS.convention).describe(scale)
   print(tables.format_table(entries, title=title, caption=caption,
                             per_image=per_image if _PER_IMAGE.value

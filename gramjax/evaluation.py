@@ -12,12 +12,13 @@ Per image (the community protocol, see ``gramjax.metrics``):
 Folder figures are means over its images.
 
 Uncertainty (models that predict it), on the region PSNR measures, in grey
-levels ([0, 255] units): ``sigma_mean_grey`` / ``sigma_median_grey`` (the
+levels ([0, 255] units): ``sigma_rgb_mean_grey`` / ``sigma_rgb_median_grey`` (the
 per-pixel sigma, root of the channel-mean variance), ``rmse_grey`` (of the
 unrounded mean, RGB), ``nll_grey`` (Gaussian NLL per pixel and channel), and
 ``quality['y'|'rgb']``: ``gramjax.uncertainty.summarize`` on the luma (its
-variance from the channel variances assuming independent channel errors) and
-on every channel of every pixel.
+variance from the channel variances under an assumed correlation of the
+channel errors, ``y_correlation``, full by default) and on every channel of
+every pixel; ``error_channel_correlation``: the measured one.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ QUALITY_UNITS = ('grey levels ([0, 255]); nll in nats per pixel of that '
 # ------------------------------------------------------------ one image --
 
 def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
-                      hr: np.ndarray, shave: int
+                      hr: np.ndarray, shave: int,
+                      y_correlation: float = uncertainty.Y_CORRELATION
                       ) -> tuple[dict[str, float], dict[str, dict], dict]:
   """Per-image uncertainty figures on the region left after shaving
   ``shave`` px, in grey levels.
@@ -64,11 +66,13 @@ def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
   sigma = np.sqrt(var.mean(axis=-1))               # Per pixel.
   err2 = (hr - mu) ** 2
   nll = 0.5 * (np.log(2 * math.pi * var) + err2 / var)
-  summary = {'sigma_mean_grey': float(sigma.mean()),
-             'sigma_median_grey': float(np.median(sigma)),
+  summary = {'sigma_rgb_mean_grey': float(sigma.mean()),
+             'sigma_rgb_median_grey': float(np.median(sigma)),
              'rmse_grey': float(np.sqrt(err2.mean())),
-             'nll_grey': float(nll.mean())}
-  mu_y, var_y = uncertainty.y_channel(mu, var)
+             'nll_grey': float(nll.mean()),
+             'error_channel_correlation':
+                 uncertainty.channel_correlation(hr - mu)}
+  mu_y, var_y = uncertainty.y_channel(mu, var, y_correlation)
   pairs = {'y': (metrics.rgb_to_y(hr) - mu_y, np.sqrt(var_y)),
            'rgb': (hr - mu, np.sqrt(var))}
   quality, curves = {}, {}
@@ -94,9 +98,12 @@ class ImageResult:
 
 def evaluate_image(path: str | os.PathLike, *, scale: int,
                    convention: str = 'standard', predictor=None,
-                   tile: int = 128) -> ImageResult:
+                   tile: int = 128,
+                   y_correlation: float = uncertainty.Y_CORRELATION
+                   ) -> ImageResult:
   """Measures one HR file: bicubic when ``predictor`` is None, else the
-  model's mean (and its uncertainty, if it predicts one)."""
+  model's mean (and its uncertainty, if it predicts one; Y's variance
+  assumes channel errors of correlation ``y_correlation``)."""
   path = pathlib.Path(path)
   conv = metrics.get_convention(convention)
   hr = pixels.crop_to_scale(data_lib.load_image(path), scale)
@@ -112,7 +119,8 @@ def evaluate_image(path: str | os.PathLike, *, scale: int,
     mean, log_var = predictor(lr / 255.0, tile=tile)
     sr = pixels.mean_to_uint8(mean)
     if predictor.predicts_uncertainty:
-      extra, quality, curves = uncertainty_stats(mean, log_var, hr, shave)
+      extra, quality, curves = uncertainty_stats(mean, log_var, hr, shave,
+                                                 y_correlation)
   grey = metrics.is_greyscale_file(path)
   psnr, ssim = metrics.measure(sr, hr, scale=scale, convention=convention,
                                grey=grey)
@@ -160,8 +168,11 @@ def resolve_folders(spec: str, key: str = '--data') -> list[Folder]:
 
 
 def summarize(results: Sequence[ImageResult], convention: str,
-              step: int | None = None) -> dict[str, Any]:
-  """A folder's JSON entry: means over its images."""
+              step: int | None = None,
+              y_correlation: float = uncertainty.Y_CORRELATION
+              ) -> dict[str, Any]:
+  """A folder's JSON entry: means over its images; with uncertainty, the
+  channel correlation Y's variance assumed (``y_correlation``)."""
   entry = {'psnr': float(np.mean([r.psnr for r in results])),
            'ssim': float(np.mean([r.ssim for r in results])),
            'images': len(results),
@@ -171,7 +182,8 @@ def summarize(results: Sequence[ImageResult], convention: str,
   for k in (results[0].uncertainty if results else {}):
     entry[k] = float(np.mean([r.uncertainty[k] for r in results]))
   if results and results[0].quality:
-    entry['uncertainty'] = {'units': QUALITY_UNITS}
+    entry['uncertainty'] = {'units': QUALITY_UNITS,
+                            'y_correlation': float(y_correlation)}
     for channel in results[0].quality:
       entry['uncertainty'][channel] = {
           k: float(np.nanmean([r.quality[channel][k] for r in results]))
@@ -197,7 +209,8 @@ def mean_curves(results: Sequence[ImageResult], channel: str = 'y'
 
 def evaluate_folder(folder: Folder, *, scale: int, convention: str,
                     predictor=None, tile: int = 128, label: str = '',
-                    quiet: bool = False
+                    quiet: bool = False,
+                    y_correlation: float = uncertainty.Y_CORRELATION
                     ) -> tuple[dict[str, Any], list[ImageResult]]:
   """Evaluates every image of ``folder`` with a progress line (rate, ETA)
   on stderr unless ``quiet``; returns its entry and the per-image results."""
@@ -206,21 +219,23 @@ def evaluate_folder(folder: Folder, *, scale: int, convention: str,
                          interval=0.0, disable=quiet) as bar:
     for path in folder.images:
       results.append(evaluate_image(path, scale=scale, convention=convention,
-                                    predictor=predictor, tile=tile))
+                                    predictor=predictor, tile=tile,
+                                    y_correlation=y_correlation))
       bar.update()
   step = None if predictor is None else predictor.step
-  return summarize(results, convention, step), results
+  return summarize(results, convention, step, y_correlation), results
 
 
 def evaluate_folders(folders: Sequence[Folder], *, scale: int,
                      convention: str, predictor=None, tile: int = 128,
-                     label: str = '', quiet: bool = False):
+                     label: str = '', quiet: bool = False,
+                     y_correlation: float = uncertainty.Y_CORRELATION):
   """``{folder name: entry}`` and ``{folder name: [ImageResult]}``."""
   entries, per_image = {}, {}
   for folder in folders:
     entries[folder.name], per_image[folder.name] = evaluate_folder(
         folder, scale=scale, convention=convention, predictor=predictor,
-        tile=tile, label=label, quiet=quiet)
+        tile=tile, label=label, quiet=quiet, y_correlation=y_correlation)
   return entries, per_image
 
 

@@ -93,7 +93,8 @@ def _main() -> None:
   table, columns = reporting.build_report(
       models, folders, scale=cli.given('scale'), convention=FLAGS.convention,
       baseline=baseline, tile=FLAGS.tile, figures_dir=figures_dir,
-      fig_images=_FIG_IMAGES.value, link_base=out.parent)
+      fig_images=_FIG_IMAGES.value, link_base=out.parent,
+      **cli.given_kwargs('y_correlation'))
   try:
     out.parent.mkdir(parents=True, exist_ok=True)
     files.write_text_atomic(out, table)

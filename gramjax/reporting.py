@@ -11,6 +11,7 @@ from gramjax import evaluation
 from gramjax import figures
 from gramjax import inference
 from gramjax import tables
+from gramjax import uncertainty
 from gramjax.errors import UserError
 
 
@@ -50,9 +51,11 @@ def write_figures(predictors, per_image, folders, *, scale: int,
 def build_report(models: dict[str, str], folders, *, scale: int | None,
                  convention: str, baseline: str, tile: int = 128,
                  quiet: bool = False, figures_dir=None, fig_images: int = 2,
-                 link_base=None):
+                 link_base=None,
+                 y_correlation: float = uncertainty.Y_CORRELATION):
   """Evaluates bicubic and every model (``{name: workdir}``, latest
-  checkpoints); returns (markdown, columns) where ``columns`` is
+  checkpoints; Y's variance assumes channel errors of correlation
+  ``y_correlation``); returns (markdown, columns) where ``columns`` is
   ``{column: {folder: entry}}``. With ``figures_dir`` also draws the
   pictures there and links them (relative to ``link_base``, the markdown
   file's folder)."""
@@ -72,7 +75,8 @@ def build_report(models: dict[str, str], folders, *, scale: int | None,
   for name, predictor in predictors.items():
     entries, per_image[name] = evaluation.evaluate_folders(
         folders, scale=scale, convention=convention, predictor=predictor,
-        tile=tile, label=f'{name}: ', quiet=quiet)
+        tile=tile, label=f'{name}: ', quiet=quiet,
+        y_correlation=y_correlation)
     for entry in entries.values():
       entry['workdir'] = str(models[name])
     columns[name] = entries

@@ -16,6 +16,8 @@ QUALITY_COLUMNS = (
     ('cov80', 'coverage_80', '.3f'), ('cov90', 'coverage_90', '.3f'),
     ('cov95', 'coverage_95', '.3f'), ('Spearman', 'spearman', '.3f'),
     ('sigma', 'mean_sigma', '.2f'), ('RMSE', 'rmse', '.2f'))
+# The sigma column's header names its channel space.
+SIGMA_HEADERS = {'y': 'sigma_Y', 'rgb': 'sigma_RGB'}
 
 QUALITY_CAPTION = (
     'Gaussian NLL (nats/pixel, grey levels), AUSE/AURG of the RMSE '
@@ -28,10 +30,24 @@ QUALITY_CAPTION = (
 CHANNELS = (('y', 'Y channel'), ('rgb', 'RGB'))
 
 
+def _headers(channel: str) -> list[str]:
+  return [SIGMA_HEADERS[channel] if key == 'mean_sigma' else label
+          for label, key, _ in QUALITY_COLUMNS]
+
+
+def y_assumption(quality: dict[str, dict]) -> str:
+  """How the Y channel's variance was combined, from entries'
+  ``uncertainty`` dicts: 'variance for R, G, B errors of correlation 1'."""
+  rhos = sorted({q.get('y_correlation') for q in quality.values()},
+                key=str)
+  text = ', '.join('?' if r is None else f'{r:g}' for r in rhos)
+  return f'variance for R, G, B errors of correlation {text}'
+
+
 # ------------------------------------------------------------ plain text --
 
 def _sigma_cell(entry: dict) -> str:
-  sigma = entry.get('sigma_mean_grey')
+  sigma = entry.get('sigma_rgb_mean_grey')
   return f'{"-":>16}' if sigma is None else f'{sigma:>16.2f}'
 
 
@@ -39,7 +55,7 @@ def format_table(entries: dict[str, dict], *, title: str, caption: str,
                  per_image: dict[str, list] | None = None) -> str:
   """A plain-text table: one row per folder (and per image, from
   ``evaluation.ImageResult``s, if given), then the Y-channel quality."""
-  has_sigma = any('sigma_mean_grey' in e for e in entries.values())
+  has_sigma = any('sigma_rgb_mean_grey' in e for e in entries.values())
   names = list(entries) + [
       '  ' + r.name for rs in (per_image or {}).values() for r in rs]
   width = max([len('folder')] + [len(n) for n in names]) + 2
@@ -61,9 +77,9 @@ def format_table(entries: dict[str, dict], *, title: str, caption: str,
              if 'uncertainty' in e}
   if quality:
     header = f'{"folder":<{width}}' + ''.join(
-        f'{label:>10}' for label, _, _ in QUALITY_COLUMNS)
-    lines += ['', f'uncertainty quality, Y channel: {QUALITY_CAPTION}:',
-              header, '-' * len(header)]
+        f'{label:>10}' for label in _headers('y'))
+    lines += ['', f'uncertainty quality, Y channel ({y_assumption(quality)})'
+              f': {QUALITY_CAPTION}:', header, '-' * len(header)]
     for name, q in quality.items():
       lines.append(f'{name:<{width}}' + ''.join(
           f'{q["y"][key]:>10{fmt}}' for _, key, fmt in QUALITY_COLUMNS))
@@ -125,8 +141,11 @@ def quality_tables(columns: dict[str, dict[str, dict]]) -> str:
           rows.append(f'| {folder} | {name} | ' + ' | '.join(
               f'{q[k]:{fmt}}' for _, k, fmt in QUALITY_COLUMNS) + ' |')
     if rows:
-      out += [f'Uncertainty quality, {title}: {QUALITY_CAPTION}.', '',
-              '| Dataset | Model | ' + ' | '.join(
-                  k[0] for k in QUALITY_COLUMNS) + ' |',
+      quality = {f'{n}/{f}': e['uncertainty'] for n, es in columns.items()
+                 for f, e in es.items() if 'uncertainty' in e}
+      assumption = f' ({y_assumption(quality)})' if channel == 'y' else ''
+      out += [f'Uncertainty quality, {title}{assumption}: '
+              f'{QUALITY_CAPTION}.', '',
+              '| Dataset | Model | ' + ' | '.join(_headers(channel)) + ' |',
               '| --- | --- |' + ' ---: |' * len(QUALITY_COLUMNS), *rows, '']
   return '\n'.join(out)

@@ -7,7 +7,8 @@ sigma *rank* the errors? Ilg et al., ECCV 2018), ``coverage`` and
 ``calibration_curve`` / ``auce`` (are its *values* right? Gustafsson et
 al., CVPRW 2020), ``spearman`` (rank correlation with |err|) and
 ``summarize`` (all of them as one dict of floats); ``y_channel`` maps RGB
-means and variances to BT.601 luma.
+means and variances to BT.601 luma under an assumed correlation of the
+channel errors, which ``channel_correlation`` measures.
 
 Conventions shared by every function:
 
@@ -398,19 +399,31 @@ def summarize(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS,
   return out
 
 
-def y_channel(mu_rgb, var_rgb) -> tuple[np.ndarray, np.ndarray]:
+# The default correlation of the R, G and B errors assumed by ``y_channel``:
+# full. SR errors are strongly correlated across channels (measured on our
+# models' and bicubic's errors on Set5/Set14: docs/evaluation.md), and
+# independence would make sigma_Y far too small.
+Y_CORRELATION = 1.0
+
+
+def y_channel(mu_rgb, var_rgb, correlation: float = Y_CORRELATION
+              ) -> tuple[np.ndarray, np.ndarray]:
   """Mean and variance of the BT.601 luma Y from per-channel RGB ones.
 
-  With ``w = gramjax.metrics.LUMA_255`` (as ``gramjax.metrics.rgb_to_y``):
-  ``mu_Y = 16 + w . mu`` and ``var_Y = sum_c w_c^2 var_c``, the variance
-  *assuming independent channel errors* (the model predicts no covariance;
-  fully correlated ones would give sd_Y = sum_c w_c sd_c). Measure the Y
+  With ``w = gramjax.metrics.LUMA_255`` (as ``gramjax.metrics.rgb_to_y``),
+  ``mu_Y = 16 + w . mu``; the Y error is ``w . e`` over the channel errors,
+  whose variance needs their correlation, which the model does not predict.
+  With one correlation ``rho`` between every pair of channels and
+  ``a_c = w_c sd_c``: ``var_Y = (1 - rho) sum_c a_c^2 + rho (sum_c a_c)^2``;
+  ``rho = 1`` (default, ``Y_CORRELATION``) gives ``sd_Y = sum_c w_c sd_c``,
+  ``rho = 0`` the independence sum ``sum_c w_c^2 var_c``. Measure the Y
   error against float Y, not Y rounded to integers (that adds 1/12).
 
   Args:
     mu_rgb: predicted means, (..., 3), in [0, 255] units.
     var_rgb: predicted variances, (..., 3), in [0, 255]^2 units
       (``255**2 * exp(s)`` for s = log sigma^2 in [0, 1] units).
+    correlation: the channel errors' correlation, in [0, 1].
 
   Returns:
     ``(mu_y, var_y)``, float64 (...); sqrt(var_y) is sigma_Y, grey levels.
@@ -422,12 +435,36 @@ def y_channel(mu_rgb, var_rgb) -> tuple[np.ndarray, np.ndarray]:
                      f'{var.shape}')
   if np.any(var < 0):
     raise ValueError('variances must be >= 0')
-  return 16.0 + mu @ LUMA_255, var @ (LUMA_255 * LUMA_255)
+  if not 0.0 <= correlation <= 1.0:
+    raise ValueError(f'the channel correlation must be in [0, 1], got '
+                     f'{correlation!r}')
+  a = np.sqrt(var) * LUMA_255
+  var_y = ((1.0 - correlation) * np.sum(a * a, axis=-1)
+           + correlation * np.sum(a, axis=-1) ** 2)
+  return 16.0 + mu @ LUMA_255, var_y
+
+
+def channel_correlation(err_rgb) -> float:
+  """Mean Pearson correlation of the three pairs of channel errors.
+
+  ``err_rgb``: (..., 3) target minus mean, all pixels pooled. NaN when a
+  channel's error is constant. What ``y_channel``'s ``correlation`` is
+  meant to be (sd-weighted pairs aside).
+  """
+  e = np.asarray(err_rgb, np.float64).reshape(-1, 3)
+  if e.shape[0] < 2:
+    return float('nan')
+  e = e - e.mean(axis=0)
+  norms = np.sqrt(np.sum(e * e, axis=0))
+  if np.any(norms == 0):
+    return float('nan')
+  c = (e.T @ e) / np.outer(norms, norms)
+  return float((c[0, 1] + c[0, 2] + c[1, 2]) / 3.0)
 
 
 __all__ = [
     'DEFAULT_ALPHAS', 'DEFAULT_FRACTIONS', 'DEFAULT_LEVELS', 'CalibrationCurve',
     'Sparsification', 'auce', 'ause', 'calibration_curve', 'central_z',
     'coverage', 'gaussian_nll', 'sparsification_curves', 'spearman',
-    'summarize', 'y_channel',
+    'summarize', 'y_channel', 'channel_correlation', 'Y_CORRELATION',
 ]

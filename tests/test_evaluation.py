@@ -24,8 +24,8 @@ from gramjax import train
 from tests.conftest import run_module, shared_data
 
 ENTRY_KEYS = {'psnr', 'ssim', 'images', 'convention'}
-UNCERTAINTY_KEYS = {'sigma_mean_grey', 'sigma_median_grey', 'rmse_grey',
-                    'nll_grey'}
+UNCERTAINTY_KEYS = {'sigma_rgb_mean_grey', 'sigma_rgb_median_grey',
+                    'rmse_grey', 'nll_grey', 'error_channel_correlation'}
 
 
 def smooth_image(rng, h, w, channels=3):
@@ -206,7 +206,9 @@ def test_workdir_evaluates_with_uncertainty(workdir, folders, tmp_path):
   entry = result['Synth']
   assert set(entry) == ENTRY_KEYS | UNCERTAINTY_KEYS | {'step', 'uncertainty'}
   quality = entry['uncertainty']
-  assert set(quality) == {'units', 'y', 'rgb'}
+  assert set(quality) == {'units', 'y', 'rgb', 'y_correlation'}
+  assert quality['y_correlation'] == 1.0      # The default: full.
+  assert -1 <= entry['error_channel_correlation'] <= 1
   for channel in ('y', 'rgb'):
     q = quality[channel]
     assert {'nll', 'ause', 'aurg', 'auce', 'coverage_50', 'coverage_80',
@@ -222,14 +224,35 @@ def test_workdir_evaluates_with_uncertainty(workdir, folders, tmp_path):
   assert entry['convention'] == 'standard'
   for k in UNCERTAINTY_KEYS:
     assert math.isfinite(entry[k]), k
-  assert 0 < entry['sigma_median_grey'] and 0 < entry['sigma_mean_grey']
+  assert 0 < entry['sigma_rgb_median_grey']
+  assert 0 < entry['sigma_rgb_mean_grey']
   assert 10 < entry['psnr'] < 60 and 0 < entry['ssim'] <= 1
-  assert 'step 10' in r.stdout and 'sigma' in r.stdout
+  assert 'step 10' in r.stdout and 'sigma RGB grey' in r.stdout
+  assert 'sigma_Y' in r.stdout
+  assert 'R, G, B errors of correlation 1' in r.stdout
   # An older checkpoint by --step.
   r = run_module('evaluate', f'--workdir={workdir}', '--step=5',
                  f'--data={eval_dir}', f'--json={out}')
   assert r.returncode == 0, r.stderr[-3000:]
   assert json.loads(out.read_text())['Synth']['step'] == 5
+
+
+def test_y_correlation_changes_only_the_y_figures(workdir, folders):
+  """Independent channel errors give a smaller sigma_Y (|a| instead of
+  sum(a) for a_c = w_c sigma_c: at least 1/sqrt(3) of it) and so a lower Y
+  coverage; the RGB figures do not depend on the assumption."""
+  _, eval_dir = folders
+  predictor = inference.load(workdir)
+  got = {rho: evaluation.evaluate_image(eval_dir / 'a.png', scale=4,
+                                        predictor=predictor,
+                                        y_correlation=rho)
+         for rho in (1.0, 0.0)}
+  assert got[1.0].quality['rgb'] == got[0.0].quality['rgb']
+  full, none = got[1.0].quality['y'], got[0.0].quality['y']
+  assert full['rmse'] == none['rmse']
+  assert none['mean_sigma'] < full['mean_sigma']
+  assert none['mean_sigma'] >= full['mean_sigma'] / math.sqrt(3) * (1 - 1e-9)
+  assert none['coverage_90'] <= full['coverage_90']
 
 
 def test_pipeline_by_hand(workdir, folders):
@@ -240,13 +263,17 @@ def test_pipeline_by_hand(workdir, folders):
   got = evaluation.evaluate_image(path, scale=4, predictor=predictor, tile=8)
   hr = data_lib.load_image(path)[:52, :60]
   lr = np.clip(np.round(imresize.imresize(hr / 255, 0.25) * 255), 0, 255)
-  mean, log_var = predictor(lr / 255, tile=0)
+  # The same tiles as evaluate_image: an untiled pass may differ by float
+  # rounding, enough to flip a pixel's rounding to uint8 (tiling's exactness
+  # to rounding is tested in test_inference).
+  mean, log_var = predictor(lr / 255, tile=8)
+  mean = np.asarray(mean, np.float64)  # Rounded in float64, as documented.
   sr = np.clip(np.round((mean + 1) * 127.5), 0, 255).astype(np.uint8)
   psnr, ssim = metrics.measure(sr, hr, scale=4)
   assert got.psnr == pytest.approx(psnr, abs=1e-6)
   assert got.ssim == pytest.approx(ssim, abs=1e-6)
   sigma = np.sqrt(np.exp(log_var.astype(np.float64)).mean(-1)) * 127.5
-  assert got.uncertainty['sigma_median_grey'] == pytest.approx(
+  assert got.uncertainty['sigma_rgb_median_grey'] == pytest.approx(
       np.median(sigma[4:-4, 4:-4]), rel=1e-4)
 
 

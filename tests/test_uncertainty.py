@@ -439,7 +439,7 @@ def test_y_channel_known_colours_and_variances():
                  [255.0, 0.0, 0.0], [0.0, 255.0, 0.0]])
   var = np.array([[1.0, 1.0, 1.0], [0.0, 4.0, 0.0],
                   [0.0, 0.0, 0.0], [255.0**2, 0.0, 0.0]])
-  mu_y, var_y = unc.y_channel(mu, var)
+  mu_y, var_y = unc.y_channel(mu, var, correlation=0.0)
   np.testing.assert_allclose(mu_y, [235.0, 16.0, 16 + 65.481, 16 + 128.553],
                              rtol=1e-14)
   np.testing.assert_allclose(
@@ -447,7 +447,7 @@ def test_y_channel_known_colours_and_variances():
               4 * (128.553 / 255)**2, 0.0, 65.481**2], rtol=1e-14)
   rng = np.random.default_rng(13)
   img = rng.uniform(0, 255, (6, 7, 3))
-  mu_y, var_y = unc.y_channel(img, np.ones_like(img))
+  mu_y, var_y = unc.y_channel(img, np.ones_like(img), correlation=0.0)
   assert mu_y.shape == var_y.shape == (6, 7)
   np.testing.assert_allclose(mu_y, metrics.rgb_to_y(img), rtol=1e-14)
   np.testing.assert_array_equal(mu_y, 16 + img @ metrics.LUMA_255)
@@ -463,5 +463,60 @@ def test_y_channel_variance_of_independent_channel_errors():
   sd = np.array([3.0, 1.0, 8.0])
   samples = 100.0 + sd * rng.standard_normal((200_000, 3))
   y = metrics.rgb_to_y(samples)
-  _, var_y = unc.y_channel(np.full(3, 100.0), sd**2)
+  _, var_y = unc.y_channel(np.full(3, 100.0), sd**2, correlation=0.0)
   assert np.var(y) == pytest.approx(var_y, rel=0.01)
+
+
+def correlated_errors(rng, sd, rho, n):
+  """(n, 3) Gaussian errors with standard deviations ``sd`` (3,) and
+  correlation ``rho`` between every pair of channels."""
+  corr = np.full((3, 3), rho) + (1.0 - rho) * np.eye(3)
+  return rng.multivariate_normal(np.zeros(3), corr * np.outer(sd, sd), n)
+
+
+def test_y_channel_full_correlation_adds_the_sigmas():
+  sd = np.array([3.0, 1.0, 8.0])
+  _, var_y = unc.y_channel(np.zeros(3), sd**2)     # Default: rho = 1.
+  assert unc.Y_CORRELATION == 1.0
+  assert np.sqrt(var_y) == pytest.approx(sd @ metrics.LUMA_255, rel=1e-14)
+  _, var_half = unc.y_channel(np.zeros(3), sd**2, correlation=0.5)
+  _, var_none = unc.y_channel(np.zeros(3), sd**2, correlation=0.0)
+  assert var_half == pytest.approx(0.5 * (var_y + var_none), rel=1e-14)
+  with pytest.raises(ValueError, match='correlation'):
+    unc.y_channel(np.zeros(3), sd**2, correlation=1.5)
+
+
+@pytest.mark.parametrize('rho', [1.0, 0.9, 0.0])
+def test_y_coverage_is_nominal_under_the_matching_correlation(rho):
+  """Per-pixel sigmas exact for every channel, errors of correlation rho:
+  Y's 90 % coverage is 0.9 under the matching setting (issue 12), and off
+  under a wrong one."""
+  rng = np.random.default_rng(int(rho * 10))
+  n = 200_000
+  sd = rng.uniform(1.0, 12.0, (n, 3))
+  err = correlated_errors(rng, np.ones(3), rho, n) * sd
+  mu = rng.uniform(0, 255, (n, 3))
+  mu_y, var_y = unc.y_channel(mu, sd**2, correlation=rho)
+  err_y = metrics.rgb_to_y(mu + err) - mu_y
+  cov = unc.coverage(err_y, np.sqrt(var_y), levels=(0.9,))[0.9]
+  assert cov == pytest.approx(0.9, abs=0.01)
+  assert unc.coverage(err, sd,
+                      levels=(0.9,))[0.9] == pytest.approx(0.9, abs=0.01)
+  wrong = 0.0 if rho > 0.5 else 1.0
+  _, var_wrong = unc.y_channel(mu, sd**2, correlation=wrong)
+  off = unc.coverage(err_y, np.sqrt(var_wrong), levels=(0.9,))[0.9]
+  assert abs(off - 0.9) > 0.05
+  assert unc.channel_correlation(err / sd) == pytest.approx(rho, abs=0.01)
+
+
+def test_channel_correlation_known_answers():
+  rng = np.random.default_rng(3)
+  x = rng.standard_normal((1000, 1))
+  assert unc.channel_correlation(np.hstack([x, 2 * x, x + 5])) == (
+      pytest.approx(1.0, abs=1e-12))
+  e = rng.standard_normal((1000, 3))
+  want = np.mean([np.corrcoef(e[:, i], e[:, j])[0, 1]
+                  for i, j in ((0, 1), (0, 2), (1, 2))])
+  assert unc.channel_correlation(e.reshape(10, 100, 3)) == pytest.approx(
+      want, rel=1e-12)
+  assert math.isnan(unc.channel_correlation(np.ones((5, 3))))
