@@ -54,6 +54,12 @@ python3 benchmarks/bench_loop.py --config=configs/gram.py --ks=1,0 \
   --steps=$(( T > 200 ? 2000 : 8 )) --log_every=$(( T > 200 ? 200 : 2 )) \
   --rounds=$(( T > 200 ? 2 : 1 )) --json="$out/loop.json" \
   --config.data.train_dir=builtin:skimage 2>&1 | tail -4
+echo "== a profile of the real loop (per-step host work, pipeline rate)"
+timeout 300 python3 benchmarks/profile_loop.py --config=configs/gram.py \
+  --steps=$(( T > 200 ? 500 : 4 )),$(( T > 200 ? 600 : 6 )) -- \
+  --config.data.train_dir=builtin:skimage --config.evals={} \
+  --config.best_metric= > "$out/profile.txt" 2>&1
+head -24 "$out/profile.txt"; tail -2 "$out/profile.txt"
 echo "== data path"
 python3 benchmarks/bench_data.py $D > "$out/data.txt" 2>&1
 cat "$out/data.txt"

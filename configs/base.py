@@ -98,4 +98,7 @@ def get_config() -> ml_collections.ConfigDict:
   # ends the run at the next log/checkpoint point (the last checkpoint
   # stays good), 'skip' goes on and counts them.
   c.nan_policy = 'stop'
+  # (first, last): a jax.profiler trace of these steps into WORKDIR/profile
+  # (TensorBoard's profile plugin, or Perfetto: trace.json.gz); () for none.
+  c.profile_steps = ()
   return c

@@ -159,7 +159,7 @@ RESUMABLE_CHANGES = frozenset({
     'total_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints',
     'tensorboard', 'nan_policy', 'data.num_threads', 'data.sample_images',
     'data.prepared_dir', 'cpu_devices', 'steps_per_dispatch', 'evals',
-    'best_metric', 'best_mode', 'model.icnr'})
+    'best_metric', 'best_mode', 'model.icnr', 'profile_steps'})
 
 # Keys that change the shapes or structure of the train state: a checkpoint
 # made with other values cannot be restored into it.
@@ -171,7 +171,8 @@ LAYOUT_KEYS = frozenset({
 
 # Keys added after checkpoints were written without them, with the value
 # that means what those runs did: absent == this value is no change.
-ADDED_LATER = {'ema_decay': 0.0, 'model.shuffle_blur': False}
+ADDED_LATER = {'ema_decay': 0.0, 'model.shuffle_blur': False,
+               'profile_steps': ()}
 
 
 def config_differences(saved: dict, current: dict, prefix: str = ''

@@ -151,3 +151,39 @@ class Monitor:
     logging.info('step %d validation (%s weights, %.1f%% of the time so '
                  'far): %s', step, weights, 100 * share,
                  '  '.join(f'{k} {v:.4g}' for k, v in values.items()))
+
+
+class Profiler:
+  """A ``jax.profiler`` trace of the steps ``config.profile_steps = (first,
+  last)`` into WORKDIR/profile, on process 0 (``()``: off). It starts at
+  the first dispatch boundary at or after ``first`` and stops at the first
+  at or after ``last``; view it with TensorBoard's profile plugin or
+  Perfetto (``trace.json.gz``)."""
+
+  def __init__(self, workdir: pathlib.Path, steps):
+    self.directory = workdir / 'profile'
+    self.first, self.last = tuple(steps) if steps else (None, None)
+    self.running = False
+    if jax.process_index():
+      self.first = None
+
+  def update(self, step: int, before=None) -> None:
+    """Call with the step the next dispatch starts at; ``before`` is the
+    state to wait for, so the trace holds whole dispatches."""
+    if self.first is None:
+      return
+    if not self.running and self.first <= step < self.last:
+      jax.block_until_ready(before)
+      jax.profiler.start_trace(str(self.directory),
+                               create_perfetto_trace=True)
+      self.running, self.started_at = True, step
+    elif self.running and step >= self.last:
+      self.stop(step, before)
+
+  def stop(self, step: int, before=None) -> None:
+    if self.running:
+      jax.block_until_ready(before)
+      jax.profiler.stop_trace()
+      self.running, self.first = False, None
+      logging.info('profiled steps %d-%d into %s', self.started_at, step,
+                   self.directory)

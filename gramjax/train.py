@@ -156,6 +156,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.steps_per_dispatch < 0:
     raise UserError(f'config.steps_per_dispatch={config.steps_per_dispatch}:'
                     ' must be >= 0 (0: the platform default)')
+  p = tuple(config.profile_steps)
+  if p and not (len(p) == 2 and all(isinstance(s, int) for s in p)
+                and 0 <= p[0] < p[1]):
+    raise UserError(f'config.profile_steps={p}: give () or (first, last) '
+                    'with 0 <= first < last')
 
 
 def steps_per_dispatch(config) -> int:
@@ -392,12 +397,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         bad_steps=int(distributed.local_value(state.bad_steps)))
     everies = [config.log_every, config.checkpoint_every] + [
         e.every for e in run.evaluators]
+    profiler = monitor_lib.Profiler(workdir, config.profile_steps)
     last_checkpoint = lambda: (run.checkpoints.latest_step(),
                                run.checkpoints.directory)
     # ---------------------------------------------------------------- loop
     with jax.set_mesh(run.mesh), ckpt_lib.StopRequest(run.checkpoints) as stop:
       step = start
       while step < total:
+        profiler.update(step, state)
         n = next_dispatch(step, run.k, total, everies)
         state, metrics = run.dispatch(n)(state, run.batches(n))
         watch.record(metrics, n)
@@ -415,6 +422,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         if itstime(step, config.checkpoint_every, total) and not saved:
           watch.check_finite(step, state, last_checkpoint())
           save(run, step, state, force=step == total)
+      profiler.stop(step, state)
     # -------------------------------------------------------------- finish
     watch.writer.close()
     finish(run, state)

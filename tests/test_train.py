@@ -127,12 +127,14 @@ def test_resume_is_exact(tmp_path):
     ('optimizer.lr_values', (1e-4,), 'lr_values'),
     ('loss.name', 'gramm', "config.loss.name='gramm'"),
     ('loss.log_var_clip', (10.0, -10.0), 'log_var_clip'),
+    ('profile_steps', (5, 5), 'config.profile_steps=(5, 5)'),
+    ('profile_steps', (3,), 'config.profile_steps=(3,)'),
 ])
 def test_bad_config_values_name_the_key(tmp_path, key, value, message):
   c = small_demo(1)
-  section, name = key.split('.')
+  *section, name = key.split('.')
   with c.unlocked():
-    c[section][name] = value
+    (c[section[0]] if section else c)[name] = value
   with pytest.raises(UserError, match=message.replace('(', r'\(').replace(
       ')', r'\)').replace('[', r'\[')):
     train.train_and_evaluate(c, tmp_path)
@@ -207,6 +209,23 @@ def assert_same_params(a, b):
 def test_dispatches_end_where_periodic_actions_fall(step, k, everies, total,
                                                      want):
   assert train.next_dispatch(step, k, total, everies) == want
+
+
+def test_profile_steps_write_a_trace_of_those_steps(tmp_path, caplog):
+  """A jax.profiler trace of steps 3-6 at dispatch boundaries (k=2 and a
+  log at 5: dispatches start at 0, 2, 4, 5, 7, so the trace holds 4-7),
+  with the run's results unchanged."""
+  caplog.set_level('INFO')
+  plain = train.train_and_evaluate(tiny(8, steps_per_dispatch=2),
+                                   tmp_path / 'a')
+  traced = train.train_and_evaluate(
+      tiny(8, steps_per_dispatch=2, profile_steps=(3, 6)), tmp_path / 'b')
+  assert 'profiled steps 4-7 into' in caplog.text
+  traces = list((tmp_path / 'b' / 'profile').rglob('*.trace.json.gz'))
+  assert len(traces) == 1 and traces[0].stat().st_size > 0
+  assert list((tmp_path / 'b' / 'profile').rglob('*.xplane.pb'))
+  assert not (tmp_path / 'a' / 'profile').exists()
+  assert_same_params(plain, traced)
 
 
 def test_k_steps_per_dispatch_equal_k_single_steps(tmp_path):
