@@ -43,6 +43,10 @@ def define_eval_flags() -> None:
                       'official_code (Y, 10 px shave, 7x7 uniform SSIM).')
   flags.DEFINE_integer('tile', 128, 'LR tile size for the model (0: whole '
                        'image at once).')
+  flags.DEFINE_enum('aggregation', 'pooled', ['pooled', 'per_image'],
+                    "A folder's uncertainty figures: pooled over all its "
+                    'pixels (as the reference code of the calibration '
+                    'literature does) or per_image means.')
   flags.DEFINE_float('y_correlation', None,
                      "Correlation of the R, G and B errors assumed for the Y "
                      "channel's variance, in [0, 1]: 1 (the default) adds "

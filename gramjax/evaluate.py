@@ -107,7 +107,7 @@ def _main() -> None:
                       'uncertainty')
   entries, per_image = evaluation.evaluate_folders(
       folders, scale=scale, convention=FLAGS.convention, predictor=predictor,
-      tile=FLAGS.tile, **cli.given_kwargs('y_correlation'))
+      tile=FLAGS.tile, **cli.given_kwargs('y_correlation', 'aggregation'))
   caption = metrics.get_convention(FLAGS.convention).describe(scale)
   print(tables.format_table(entries, title=title, caption=caption,
                             per_image=per_image if _PER_IMAGE.value
@@ -118,7 +118,8 @@ def _main() -> None:
     label = pathlib.Path(_WORKDIR.value).name or _WORKDIR.value
     for folder, results in per_image.items():
       for _, path in figures.folder_plots({label: results}, folder,
-                                          _FIGURES.value):
+                                          _FIGURES.value,
+                                          FLAGS.aggregation):
         print(f'wrote {path}', file=sys.stderr)
 
 

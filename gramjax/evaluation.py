@@ -9,7 +9,11 @@ Per image (the community protocol, see ``gramjax.metrics``):
   * model: the predicted mean as uint8, run tiled (``tile`` LR pixels);
   * PSNR/SSIM on one channel under a named convention. A greyscale file is
     measured on its grey values.
-Folder figures are means over its images.
+Folder figures: PSNR and SSIM are means over its images; the uncertainty
+figures are pooled over all its pixels by default (as the reference code of
+the sparsification and calibration literature does; a uniform sample of
+them above ``POOL_VALUES``), or means over its images
+(``aggregation='per_image'``), and every entry says which.
 
 Uncertainty (models that predict it), on the region PSNR measures, in grey
 levels ([0, 255] units): ``sigma_rgb_mean_grey`` / ``sigma_rgb_median_grey`` (the
@@ -30,10 +34,13 @@ import math
 import os
 import pathlib
 import time
+import zlib
 from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image
 
+from gramjax import calibration
 from gramjax import data as data_lib
 from gramjax import metrics
 from gramjax import pixels
@@ -41,6 +48,11 @@ from gramjax import progress
 from gramjax import uncertainty
 from gramjax import visualize
 from gramjax.errors import UserError
+
+AGGREGATIONS = ('pooled', 'per_image')
+# At most this many values per channel space are pooled per folder (float32
+# error and sigma: 256 MiB); above it every image gives the same share.
+POOL_VALUES = 1 << 25
 
 QUALITY_UNITS = ('grey levels ([0, 255]); nll in nats per pixel of that '
                  'channel; ause, aurg, auce and coverage dimensionless')
@@ -50,14 +62,18 @@ QUALITY_UNITS = ('grey levels ([0, 255]); nll in nats per pixel of that '
 
 def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
                       hr: np.ndarray, shave: int,
-                      y_correlation: float = uncertainty.Y_CORRELATION
-                      ) -> tuple[dict[str, float], dict[str, dict], dict]:
+                      y_correlation: float = uncertainty.Y_CORRELATION,
+                      pool_rate: float = 1.0, seed: int = 0
+                      ) -> tuple[dict[str, float], dict[str, dict], dict,
+                                 dict]:
   """Per-image uncertainty figures on the region left after shaving
   ``shave`` px, in grey levels.
 
   ``mean``, ``log_var``: the model's (H, W, 3) outputs ([-1, 1] units);
-  ``hr``: uint8 (H, W, 3). Returns ``(summary, quality, curves)`` (module
-  doc); ``curves[channel]`` holds the sparsification and calibration curves.
+  ``hr``: uint8 (H, W, 3). Returns ``(summary, quality, curves, samples)``
+  (module doc); ``curves[channel]`` holds the sparsification and calibration
+  curves, ``samples[channel]`` float32 (error, sigma) of a ``pool_rate``
+  share of the values (all for 1; drawn with ``seed``), for pooling.
   """
   cut = lambda x: x[shave:x.shape[0] - shave, shave:x.shape[1] - shave]
   mu = pixels.mean_to_grey(cut(mean))
@@ -75,13 +91,20 @@ def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
   mu_y, var_y = uncertainty.y_channel(mu, var, y_correlation)
   pairs = {'y': (metrics.rgb_to_y(hr) - mu_y, np.sqrt(var_y)),
            'rgb': (hr - mu, np.sqrt(var))}
-  quality, curves = {}, {}
+  quality, curves, samples = {}, {}, {}
+  rng = np.random.default_rng(seed)
   for channel, (err, sig) in pairs.items():
-    quality[channel] = uncertainty.summarize(err, sig)
+    quality[channel] = {**uncertainty.summarize(err, sig),
+                        **calibration.summarize(err, sig)}
     curves[channel] = {
         'sparsification': uncertainty.sparsification_curves(err, sig),
         'calibration': uncertainty.calibration_curve(err, sig)}
-  return summary, quality, curves
+    err, sig = err.ravel(), np.broadcast_to(sig, err.shape).ravel()
+    if pool_rate < 1.0:
+      keep = rng.random(err.size) < pool_rate
+      err, sig = err[keep], sig[keep]
+    samples[channel] = (err.astype(np.float32), sig.astype(np.float32))
+  return summary, quality, curves, samples
 
 
 @dataclasses.dataclass
@@ -94,16 +117,20 @@ class ImageResult:
   quality: dict[str, dict[str, float]] = dataclasses.field(
       default_factory=dict)
   curves: dict[str, dict] = dataclasses.field(default_factory=dict, repr=False)
+  # channel -> float32 (error, sigma) for pooling (uncertainty_stats).
+  samples: dict[str, tuple] = dataclasses.field(default_factory=dict,
+                                                repr=False)
 
 
 def evaluate_image(path: str | os.PathLike, *, scale: int,
                    convention: str = 'standard', predictor=None,
                    tile: int = 128,
-                   y_correlation: float = uncertainty.Y_CORRELATION
-                   ) -> ImageResult:
+                   y_correlation: float = uncertainty.Y_CORRELATION,
+                   pool_rate: float = 1.0) -> ImageResult:
   """Measures one HR file: bicubic when ``predictor`` is None, else the
   model's mean (and its uncertainty, if it predicts one; Y's variance
-  assumes channel errors of correlation ``y_correlation``)."""
+  assumes channel errors of correlation ``y_correlation``; a ``pool_rate``
+  share of its values is kept for the folder's pooled figures)."""
   path = pathlib.Path(path)
   conv = metrics.get_convention(convention)
   hr = pixels.crop_to_scale(data_lib.load_image(path), scale)
@@ -112,19 +139,21 @@ def evaluate_image(path: str | os.PathLike, *, scale: int,
   pixels.require_size(hr.shape, window + 2 * shave, path,
                       f'a {window} px SSIM window after a {shave} px shave')
   lr = pixels.make_lr(hr, scale)
-  extra, quality, curves = {}, {}, {}
+  extra, quality, curves, samples = {}, {}, {}, {}
   if predictor is None:
     sr = pixels.upscale_bicubic(lr, scale)
   else:
     mean, log_var = predictor(lr / 255.0, tile=tile)
     sr = pixels.mean_to_uint8(mean)
     if predictor.predicts_uncertainty:
-      extra, quality, curves = uncertainty_stats(mean, log_var, hr, shave,
-                                                 y_correlation)
+      extra, quality, curves, samples = uncertainty_stats(
+          mean, log_var, hr, shave, y_correlation, pool_rate,
+          seed=zlib.crc32(path.name.encode()))
   grey = metrics.is_greyscale_file(path)
   psnr, ssim = metrics.measure(sr, hr, scale=scale, convention=convention,
                                grey=grey)
-  return ImageResult(path.name, psnr, ssim, grey, extra, quality, curves)
+  return ImageResult(path.name, psnr, ssim, grey, extra, quality, curves,
+                     samples)
 
 
 # -------------------------------------------------------------- folders --
@@ -167,12 +196,43 @@ def resolve_folders(spec: str, key: str = '--data') -> list[Folder]:
   return folders
 
 
+def pooled(results: Sequence[ImageResult], channel: str
+           ) -> tuple[np.ndarray, np.ndarray]:
+  """A folder's pooled (error, sigma) of one channel space, float64."""
+  return tuple(np.concatenate([r.samples[channel][i] for r in results]
+                              ).astype(np.float64) for i in (0, 1))
+
+
+def quality_of(results: Sequence[ImageResult], channel: str,
+               aggregation: str) -> tuple[dict[str, float], dict[str, int]]:
+  """A folder's uncertainty figures of one channel space and, for
+  ``per_image``, how many images each NaN metric left out of its mean."""
+  if aggregation == 'pooled':
+    err, sig = pooled(results, channel)
+    return {**uncertainty.summarize(err, sig),
+            **calibration.summarize(err, sig)}, {}
+  values = {k: np.array([r.quality[channel][k] for r in results])
+            for k in results[0].quality[channel]}
+  undefined = {k: int(np.isnan(v).sum()) for k, v in values.items()
+               if np.isnan(v).any()}
+  means = {k: float(np.nanmean(v)) if not np.isnan(v).all() else math.nan
+           for k, v in values.items()}
+  return means, undefined
+
+
 def summarize(results: Sequence[ImageResult], convention: str,
               step: int | None = None,
-              y_correlation: float = uncertainty.Y_CORRELATION
+              y_correlation: float = uncertainty.Y_CORRELATION,
+              aggregation: str = 'pooled', pool_rate: float = 1.0
               ) -> dict[str, Any]:
-  """A folder's JSON entry: means over its images; with uncertainty, the
-  channel correlation Y's variance assumed (``y_correlation``)."""
+  """A folder's JSON entry: PSNR/SSIM means over its images; with
+  uncertainty, its figures by ``aggregation`` (module doc), the channel
+  correlation Y's variance assumed (``y_correlation``) and the images left
+  out of a per-image mean because a metric was undefined there.
+  ``pool_rate``: the share of values the images kept for pooling."""
+  if aggregation not in AGGREGATIONS:
+    raise UserError(f'--aggregation={aggregation}: use one of '
+                    f'{", ".join(AGGREGATIONS)}')
   entry = {'psnr': float(np.mean([r.psnr for r in results])),
            'ssim': float(np.mean([r.ssim for r in results])),
            'images': len(results),
@@ -182,23 +242,50 @@ def summarize(results: Sequence[ImageResult], convention: str,
   for k in (results[0].uncertainty if results else {}):
     entry[k] = float(np.mean([r.uncertainty[k] for r in results]))
   if results and results[0].quality:
-    entry['uncertainty'] = {'units': QUALITY_UNITS,
-                            'y_correlation': float(y_correlation)}
+    unc = entry['uncertainty'] = {
+        'units': QUALITY_UNITS, 'y_correlation': float(y_correlation),
+        'aggregation': aggregation}
+    if aggregation == 'pooled':
+      unc['pooled_share'] = float(pool_rate)
+    undefined = {}
     for channel in results[0].quality:
-      entry['uncertainty'][channel] = {
-          k: float(np.nanmean([r.quality[channel][k] for r in results]))
-          for k in results[0].quality[channel]}
+      unc[channel], left_out = quality_of(results, channel, aggregation)
+      undefined.update({f'{channel}/{k}': n for k, n in left_out.items()})
+    unc['undefined'] = undefined
+    for name, n in undefined.items():
+      logging.warning('%s undefined on %d of %d images (left out of its '
+                      'mean)', name, n, len(results))
   return entry
 
 
-def mean_curves(results: Sequence[ImageResult], channel: str = 'y'
-                ) -> dict[str, dict[str, np.ndarray]] | None:
-  """A folder's sparsification and calibration curves: per-image curves
-  averaged over its images (None for bicubic or MSE models)."""
+def pool_rate_for(images: Sequence[pathlib.Path]) -> float:
+  """The share of each image's values to pool so that a folder pools at
+  most ``POOL_VALUES`` RGB values (sizes from the file headers)."""
+  total = 0
+  for path in images:
+    try:
+      with Image.open(path) as img:
+        total += img.size[0] * img.size[1] * 3
+    except OSError:
+      pass              # evaluate_image names the bad file.
+  return min(1.0, POOL_VALUES / total) if total else 1.0
+
+
+def folder_curves(results: Sequence[ImageResult], channel: str = 'y',
+                  aggregation: str = 'pooled'
+                  ) -> dict[str, dict[str, np.ndarray]] | None:
+  """A folder's sparsification and calibration curves: of its pooled
+  values, or per-image curves averaged over its images (None for bicubic
+  or MSE models)."""
   if not results or not results[0].curves:
     return None
-  sp = [r.curves[channel]['sparsification'] for r in results]
-  cal = [r.curves[channel]['calibration'] for r in results]
+  if aggregation == 'pooled' and results[0].samples:
+    err, sig = pooled(results, channel)
+    sp = [uncertainty.sparsification_curves(err, sig)]
+    cal = [uncertainty.calibration_curve(err, sig)]
+  else:
+    sp = [r.curves[channel]['sparsification'] for r in results]
+    cal = [r.curves[channel]['calibration'] for r in results]
   avg = lambda items, key: np.nanmean([np.asarray(i[key]) for i in items],
                                       axis=0)
   return {'sparsification': {k: avg(sp, k) for k in
@@ -210,32 +297,38 @@ def mean_curves(results: Sequence[ImageResult], channel: str = 'y'
 def evaluate_folder(folder: Folder, *, scale: int, convention: str,
                     predictor=None, tile: int = 128, label: str = '',
                     quiet: bool = False,
-                    y_correlation: float = uncertainty.Y_CORRELATION
+                    y_correlation: float = uncertainty.Y_CORRELATION,
+                    aggregation: str = 'pooled'
                     ) -> tuple[dict[str, Any], list[ImageResult]]:
   """Evaluates every image of ``folder`` with a progress line (rate, ETA)
   on stderr unless ``quiet``; returns its entry and the per-image results."""
   results = []
+  rate = pool_rate_for(folder.images) if aggregation == 'pooled' else 0.0
   with progress.Progress(len(folder.images), f'{label}{folder.name}',
                          interval=0.0, disable=quiet) as bar:
     for path in folder.images:
       results.append(evaluate_image(path, scale=scale, convention=convention,
                                     predictor=predictor, tile=tile,
-                                    y_correlation=y_correlation))
+                                    y_correlation=y_correlation,
+                                    pool_rate=rate))
       bar.update()
   step = None if predictor is None else predictor.step
-  return summarize(results, convention, step, y_correlation), results
+  return summarize(results, convention, step, y_correlation, aggregation,
+                   rate), results
 
 
 def evaluate_folders(folders: Sequence[Folder], *, scale: int,
                      convention: str, predictor=None, tile: int = 128,
                      label: str = '', quiet: bool = False,
-                     y_correlation: float = uncertainty.Y_CORRELATION):
+                     y_correlation: float = uncertainty.Y_CORRELATION,
+                     aggregation: str = 'pooled'):
   """``{folder name: entry}`` and ``{folder name: [ImageResult]}``."""
   entries, per_image = {}, {}
   for folder in folders:
     entries[folder.name], per_image[folder.name] = evaluate_folder(
         folder, scale=scale, convention=convention, predictor=predictor,
-        tile=tile, label=label, quiet=quiet, y_correlation=y_correlation)
+        tile=tile, label=label, quiet=quiet, y_correlation=y_correlation,
+        aggregation=aggregation)
   return entries, per_image
 
 
@@ -259,11 +352,13 @@ class Evaluator:
     ``nll``, ``ause`` and ``coverage_90`` (RGB, grey levels), plus the
     seconds it took."""
     start = time.time()
+    rate = pool_rate_for(self.images)
     results = [evaluate_image(p, scale=predictor.scale,
                               convention=self.convention,
-                              predictor=predictor, tile=self.tile)
+                              predictor=predictor, tile=self.tile,
+                              pool_rate=rate)
                for p in self.images]
-    entry = summarize(results, self.convention)
+    entry = summarize(results, self.convention, pool_rate=rate)
     out = {'psnr': entry['psnr'], 'ssim': entry['ssim']}
     for key in ('nll', 'ause', 'coverage_90'):
       if 'uncertainty' in entry:

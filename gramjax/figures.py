@@ -193,12 +193,15 @@ def _save(fig, plt, out_path) -> pathlib.Path:
 # --------------------------------------------------- evaluation results --
 
 def folder_plots(results: Mapping[str, Sequence[evaluation.ImageResult]],
-                 folder: str, directory) -> list[tuple[str, pathlib.Path]]:
+                 folder: str, directory, aggregation: str = 'pooled'
+                 ) -> list[tuple[str, pathlib.Path]]:
   """A reliability diagram and a sparsification plot (Y channel) of one
   folder with one line per model (``results[model]``: its per-image
-  results; models without uncertainty are left out). Returns
+  results; models without uncertainty are left out), of the folder's
+  pooled pixels or averaged over its images (``aggregation``). Returns
   [(title, path)]; nothing when no model predicts uncertainty."""
-  curves = {name: evaluation.mean_curves(rs) for name, rs in results.items()}
+  curves = {name: evaluation.folder_curves(rs, aggregation=aggregation)
+            for name, rs in results.items()}
   curves = {n: c for n, c in curves.items() if c is not None}
   if not curves:
     return []

@@ -25,7 +25,8 @@ def check_scale(model_scale: int, scale: int | None, what: str) -> int:
 
 
 def write_figures(predictors, per_image, folders, *, scale: int,
-                  tile: int, directory: pathlib.Path, fig_images: int
+                  tile: int, directory: pathlib.Path, fig_images: int,
+                  aggregation: str = 'pooled'
                   ) -> tuple[list[tuple[str, pathlib.Path]], str]:
   """Per dataset: a reliability diagram and a sparsification plot with every
   model that predicts uncertainty, and a Fig. 3-style comparison of the
@@ -35,7 +36,7 @@ def write_figures(predictors, per_image, folders, *, scale: int,
     try:
       written += figures.folder_plots(
           {name: per_image[name][folder.name] for name in predictors},
-          folder.name, directory)
+          folder.name, directory, aggregation)
     except UserError as e:
       note = f'Plots skipped: {e}.'
     views = figures.comparison_views(predictors, folder.images[:fig_images],
@@ -52,10 +53,11 @@ def build_report(models: dict[str, str], folders, *, scale: int | None,
                  convention: str, baseline: str, tile: int = 128,
                  quiet: bool = False, figures_dir=None, fig_images: int = 2,
                  link_base=None,
-                 y_correlation: float = uncertainty.Y_CORRELATION):
+                 y_correlation: float = uncertainty.Y_CORRELATION,
+                 aggregation: str = 'pooled'):
   """Evaluates bicubic and every model (``{name: workdir}``, latest
   checkpoints; Y's variance assumes channel errors of correlation
-  ``y_correlation``); returns (markdown, columns) where ``columns`` is
+  ``y_correlation``; uncertainty figures by ``aggregation``); returns (markdown, columns) where ``columns`` is
   ``{column: {folder: entry}}``. With ``figures_dir`` also draws the
   pictures there and links them (relative to ``link_base``, the markdown
   file's folder)."""
@@ -76,7 +78,7 @@ def build_report(models: dict[str, str], folders, *, scale: int | None,
     entries, per_image[name] = evaluation.evaluate_folders(
         folders, scale=scale, convention=convention, predictor=predictor,
         tile=tile, label=f'{name}: ', quiet=quiet,
-        y_correlation=y_correlation)
+        y_correlation=y_correlation, aggregation=aggregation)
     for entry in entries.values():
       entry['workdir'] = str(models[name])
     columns[name] = entries
@@ -92,7 +94,8 @@ def build_report(models: dict[str, str], folders, *, scale: int | None,
     written, note = write_figures(predictors, per_image, folders,
                                   scale=scale, tile=tile,
                                   directory=pathlib.Path(figures_dir),
-                                  fig_images=fig_images)
+                                  fig_images=fig_images,
+                                  aggregation=aggregation)
     links = []
     for title, path in written:
       rel = os.path.relpath(path, link_base) if link_base else str(path)

@@ -12,7 +12,8 @@ BICUBIC = 'Bicubic'
 # (header, key of the uncertainty summary, format): one list for every table.
 QUALITY_COLUMNS = (
     ('NLL', 'nll', '.3f'), ('AUSE', 'ause', '.4f'), ('AURG', 'aurg', '.4f'),
-    ('AUCE', 'auce', '.4f'), ('cov50', 'coverage_50', '.3f'),
+    ('AUCE', 'auce', '.4f'), ('MACE', 'mace', '.4f'),
+    ('cov50', 'coverage_50', '.3f'),
     ('cov80', 'coverage_80', '.3f'), ('cov90', 'coverage_90', '.3f'),
     ('cov95', 'coverage_95', '.3f'), ('Spearman', 'spearman', '.3f'),
     ('sigma', 'mean_sigma', '.2f'), ('RMSE', 'rmse', '.2f'))
@@ -22,10 +23,10 @@ SIGMA_HEADERS = {'y': 'sigma_Y', 'rgb': 'sigma_RGB'}
 QUALITY_CAPTION = (
     'Gaussian NLL (nats/pixel, grey levels), AUSE/AURG of the RMSE '
     'sparsification curve (Ilg et al. 2018; AURG: Poggi et al. 2020; '
-    'lower/higher is better), AUCE (Gustafsson et al. 2020; 0 is perfectly '
-    'calibrated), coverage of the central 50/80/90/95 % intervals, Spearman '
+    'lower/higher is better), AUCE (Gustafsson et al. 2020) and MACE '
+    '(uncertainty-toolbox; 0 is perfectly calibrated), coverage of the central 50/80/90/95 % intervals, Spearman '
     'rank correlation of sigma and |error|, mean sigma and RMSE in grey '
-    'levels; means over images')
+    'levels')
 
 CHANNELS = (('y', 'Y channel'), ('rgb', 'RGB'))
 
@@ -33,6 +34,20 @@ CHANNELS = (('y', 'Y channel'), ('rgb', 'RGB'))
 def _headers(channel: str) -> list[str]:
   return [SIGMA_HEADERS[channel] if key == 'mean_sigma' else label
           for label, key, _ in QUALITY_COLUMNS]
+
+
+def how_aggregated(quality: dict[str, dict]) -> str:
+  """'pooled over all pixels' / 'means over images' (from entries'
+  ``uncertainty`` dicts), with the images a NaN metric left out."""
+  kinds = {q.get('aggregation', 'per_image') for q in quality.values()}
+  text = ' / '.join('pooled over all pixels of each folder' if k == 'pooled'
+                    else 'means over images' for k in sorted(kinds))
+  undefined = [f'{name} on {n} image(s) of {folder}'
+               for folder, q in quality.items()
+               for name, n in q.get('undefined', {}).items()]
+  if undefined:
+    text += '; undefined, left out of the means: ' + ', '.join(undefined)
+  return text
 
 
 def y_assumption(quality: dict[str, dict]) -> str:
@@ -79,7 +94,8 @@ def format_table(entries: dict[str, dict], *, title: str, caption: str,
     header = f'{"folder":<{width}}' + ''.join(
         f'{label:>10}' for label in _headers('y'))
     lines += ['', f'uncertainty quality, Y channel ({y_assumption(quality)})'
-              f': {QUALITY_CAPTION}:', header, '-' * len(header)]
+              f': {QUALITY_CAPTION}; {how_aggregated(quality)}:', header,
+              '-' * len(header)]
     for name, q in quality.items():
       lines.append(f'{name:<{width}}' + ''.join(
           f'{q["y"][key]:>10{fmt}}' for _, key, fmt in QUALITY_COLUMNS))
@@ -145,7 +161,7 @@ def quality_tables(columns: dict[str, dict[str, dict]]) -> str:
                  for f, e in es.items() if 'uncertainty' in e}
       assumption = f' ({y_assumption(quality)})' if channel == 'y' else ''
       out += [f'Uncertainty quality, {title}{assumption}: '
-              f'{QUALITY_CAPTION}.', '',
+              f'{QUALITY_CAPTION}; {how_aggregated(quality)}.', '',
               '| Dataset | Model | ' + ' | '.join(_headers(channel)) + ' |',
               '| --- | --- |' + ' ---: |' * len(QUALITY_COLUMNS), *rows, '']
   return '\n'.join(out)

@@ -50,7 +50,7 @@ DEFAULT_ALPHAS = np.linspace(0.01, 0.99, 99)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def _flat_pair(err, sigma, *, positive: bool,
+def flat_pair(err, sigma, *, positive: bool,
                names: tuple[str, str] = ('err', 'sigma')
                ) -> tuple[np.ndarray, np.ndarray]:
   """Broadcasts, flattens to float64 (n,) and validates ``err``, ``sigma``."""
@@ -111,7 +111,7 @@ def gaussian_nll(err, sigma) -> float:
     err: target minus predicted mean, y - mu (array-like).
     sigma: predicted standard deviation, > 0, same units, broadcastable.
   """
-  err, sigma = _flat_pair(err, sigma, positive=True)
+  err, sigma = flat_pair(err, sigma, positive=True)
   r = err / sigma
   return float(_HALF_LOG_2PI + np.mean(np.log(sigma)) + 0.5 * np.mean(r * r))
 
@@ -150,7 +150,8 @@ class Sparsification(_MappingDataclass):
     oracle: (m,) the same removing the highest |err| first (the best case).
     random: (m,) the expected curve of a random removal order: exactly 1.
     ause: area(model) - area(oracle); 0 is perfect ranking.
-    aurg: area(random) - area(model); > 0 is better than chance.
+    aurg: area(random) - area(model); > 0 is better than chance (Poggi et
+      al., CVPR 2020).
     ause_random: area(random) - area(oracle), the AUSE of a constant sigma.
     rmse: RMSE of all pixels, the normaliser (units of err).
   """
@@ -186,7 +187,8 @@ def _kept_sums(sq_desc: np.ndarray, score_desc: np.ndarray,
 def sparsification_curves(err, sigma,
                           fractions: Sequence[float] | np.ndarray | None = None
                           ) -> Sparsification:
-  """Sparsification curves, AUSE and AURG (RMSE-based; Ilg et al., ECCV 2018).
+  """Sparsification curves and AUSE (RMSE-based; Ilg et al., ECCV 2018), and
+  AURG (area under the random gain; Poggi et al., CVPR 2020).
 
   Remove the fraction f of pixels with the highest sigma and measure the
   RMSE of the rest; the *oracle* removes the highest |err| instead. Both
@@ -211,7 +213,7 @@ def sparsification_curves(err, sigma,
   Returns:
     A ``Sparsification`` (also readable as a mapping).
   """
-  err, sigma = _flat_pair(err, sigma, positive=False)
+  err, sigma = flat_pair(err, sigma, positive=False)
   fr = np.asarray(DEFAULT_FRACTIONS if fractions is None else fractions,
                   np.float64).ravel()
   if fr.size == 0 or not np.all((fr >= 0) & (fr < 1)):
@@ -278,7 +280,7 @@ def coverage(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS
   Returns:
     ``{level: fraction in [0, 1]}`` with the levels as given (floats).
   """
-  err, sigma = _flat_pair(err, sigma, positive=True)
+  err, sigma = flat_pair(err, sigma, positive=True)
   return _coverages(_sorted_ratio(err, sigma), levels)
 
 
@@ -315,7 +317,7 @@ def calibration_curve(err, sigma,
     sigma: predicted standard deviation, > 0, same units, broadcastable.
     alphas: nondecreasing values in (0, 1); default 0.01, 0.02, ..., 0.99.
   """
-  err, sigma = _flat_pair(err, sigma, positive=True)
+  err, sigma = flat_pair(err, sigma, positive=True)
   return _calibration_from_sorted(_sorted_ratio(err, sigma), alphas)
 
 
@@ -355,7 +357,7 @@ def spearman(sigma, abs_err) -> float:
     sigma: uncertainty per pixel (any finite score).
     abs_err: |y - mu| per pixel, broadcastable to sigma.
   """
-  a, b = _flat_pair(sigma, abs_err, positive=False,
+  a, b = flat_pair(sigma, abs_err, positive=False,
                     names=('sigma', 'abs_err'))
   if a.size < 2:
     return float('nan')
@@ -380,7 +382,7 @@ def summarize(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS,
   level p (``coverage_95``, ``coverage_99.5``); ``spearman`` of sigma and
   |err| (NaN for a constant sigma).
   """
-  err, sigma = _flat_pair(err, sigma, positive=True)
+  err, sigma = flat_pair(err, sigma, positive=True)
   sp = sparsification_curves(err, sigma, fractions)
   ratio = _sorted_ratio(err, sigma)
   out = {

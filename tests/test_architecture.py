@@ -14,7 +14,7 @@ COMMANDS = {'main', 'evaluate', 'predict', 'report', 'prepare', 'download'}
 # own layer, without cycles).
 LAYERS = {
     0: {'errors', 'files', 'progress', 'imresize', 'metrics', 'uncertainty',
-        'losses', 'models', 'models.srresnet', 'pixels', 'visualize'},
+        'calibration', 'losses', 'models', 'models.srresnet', 'pixels', 'visualize'},
     1: {'state', 'data', 'data.images', 'data.prepared', 'data.pipeline',
         'checkpoint', 'distributed', 'monitor'},
     2: {'inference', 'evaluation', 'train', 'photos'},

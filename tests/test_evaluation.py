@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from configs import demo as demo_config
+from gramjax import calibration
 from gramjax import data as data_lib
 from gramjax import evaluation
 from gramjax import imresize
@@ -21,6 +22,7 @@ from gramjax import inference
 from gramjax import metrics
 from gramjax import tables
 from gramjax import train
+from gramjax import uncertainty
 from tests.conftest import run_module, shared_data
 
 ENTRY_KEYS = {'psnr', 'ssim', 'images', 'convention'}
@@ -206,7 +208,9 @@ def test_workdir_evaluates_with_uncertainty(workdir, folders, tmp_path):
   entry = result['Synth']
   assert set(entry) == ENTRY_KEYS | UNCERTAINTY_KEYS | {'step', 'uncertainty'}
   quality = entry['uncertainty']
-  assert set(quality) == {'units', 'y', 'rgb', 'y_correlation'}
+  assert set(quality) == {'units', 'y', 'rgb', 'y_correlation',
+                          'aggregation', 'pooled_share', 'undefined'}
+  assert quality['aggregation'] == 'pooled'
   assert quality['y_correlation'] == 1.0      # The default: full.
   assert -1 <= entry['error_channel_correlation'] <= 1
   for channel in ('y', 'rgb'):
@@ -217,8 +221,10 @@ def test_workdir_evaluates_with_uncertainty(workdir, folders, tmp_path):
     assert 0 <= q['coverage_50'] <= q['coverage_80'] <= q['coverage_90'] <= (
         q['coverage_95']) <= 1
     assert 0 <= q['auce'] <= 0.5 and -1 <= q['spearman'] <= 1
-  # RGB RMSE is the flat figure's; Y's comes from luma (smaller weights).
-  assert quality['rgb']['rmse'] == pytest.approx(entry['rmse_grey'])
+  # The flat rmse_grey is a mean over the two images, the pooled RGB RMSE
+  # that of all their pixels: equal only if both images' RMSEs are.
+  assert quality['rgb']['rmse'] != entry['rmse_grey']
+  assert quality['rgb']['rmse'] == pytest.approx(entry['rmse_grey'], rel=0.1)
   assert 'uncertainty quality, Y channel' in r.stdout
   assert entry['images'] == 2 and entry['step'] == 10
   assert entry['convention'] == 'standard'
@@ -380,3 +386,63 @@ def test_mse_models_report_no_uncertainty():
       [evaluation.ImageResult('a.png', 30.0, 0.9, False)], 'standard', step=7)
   assert entry == {'psnr': 30.0, 'ssim': 0.9, 'images': 1,
                    'convention': 'standard', 'step': 7}
+
+
+# ---------------------------------------------------------- aggregation --
+
+def test_pooled_and_per_image_aggregation(workdir, folders, monkeypatch):
+  """Pooled figures are those of all pixels together: the pooled RGB RMSE
+  is the pixel-weighted root mean square of the images' RMSEs, which the
+  per-image mean is not; every entry names its aggregation."""
+  _, eval_dir = folders
+  folder = evaluation.resolve_folders(str(eval_dir))[0]
+  predictor = inference.load(workdir)
+  kw = dict(scale=4, convention='standard', predictor=predictor, tile=0,
+            quiet=True)
+  pooled, results = evaluation.evaluate_folder(folder, **kw)
+  per_image, _ = evaluation.evaluate_folder(folder, aggregation='per_image',
+                                            **kw)
+  assert pooled['uncertainty']['aggregation'] == 'pooled'
+  assert pooled['uncertainty']['pooled_share'] == 1.0
+  assert per_image['uncertainty']['aggregation'] == 'per_image'
+  sizes = [r.samples['rgb'][0].size for r in results]
+  rmses = [r.quality['rgb']['rmse'] for r in results]
+  assert len(set(sizes)) > 1                    # Images of unequal sizes.
+  assert pooled['uncertainty']['rgb']['rmse'] == pytest.approx(
+      math.sqrt(np.dot(sizes, np.square(rmses)) / sum(sizes)), rel=1e-5)
+  assert per_image['uncertainty']['rgb']['rmse'] == pytest.approx(
+      np.mean(rmses))
+  assert pooled['uncertainty']['rgb']['mace'] >= 0
+  # Above POOL_VALUES every image gives the same share of its values.
+  monkeypatch.setattr(evaluation, 'POOL_VALUES', sum(sizes) // 4)
+  capped, results = evaluation.evaluate_folder(folder, **kw)
+  share = capped['uncertainty']['pooled_share']
+  files = sum(np.prod(Image.open(p).size) * 3 for p in folder.images)
+  assert share == pytest.approx((sum(sizes) // 4) / files)  # Header sizes.
+  assert share < 0.25
+  for r, n in zip(results, sizes):
+    assert r.samples['rgb'][0].size == pytest.approx(share * n, rel=0.1)
+
+
+def test_undefined_metrics_are_counted_not_dropped_silently(caplog):
+  def result(name, err, sigma):
+    q = {**uncertainty.summarize(err, sigma),
+         **calibration.summarize(err, sigma)}
+    return evaluation.ImageResult(
+        name, 30.0, 0.9, False, {'nll_grey': 1.0}, {'y': q},
+        samples={'y': (err.astype(np.float32), sigma.astype(np.float32))})
+  rng = np.random.default_rng(0)
+  err = rng.normal(0, 2, 50)
+  results = [result('a.png', err, np.abs(err) + 1),
+             result('flat.png', err, np.full(50, 2.0))]  # Spearman: NaN.
+  entry = evaluation.summarize(results, 'standard', aggregation='per_image')
+  assert entry['uncertainty']['undefined'] == {'y/spearman': 1}
+  assert entry['uncertainty']['y']['spearman'] == pytest.approx(1.0)
+  assert 'y/spearman undefined on 1 of 2 images' in caplog.text
+  table = tables.format_table({'F': entry}, title='t', caption='c')
+  assert 'y/spearman on 1 image(s) of F' in table
+  pooled = evaluation.summarize(results, 'standard')
+  assert pooled['uncertainty']['undefined'] == {}
+  assert math.isfinite(pooled['uncertainty']['y']['spearman'])
+  assert 'pooled over all pixels' in tables.format_table(
+      {'F': pooled}, title='t', caption='c')

@@ -1,0 +1,130 @@
+"""The regression-calibration literature's metrics for per-pixel Gaussians
+(numpy and scipy), beside ``gramjax.uncertainty``'s.
+
+Inputs as in ``gramjax.uncertainty``: ``err = y - mu`` and ``sigma > 0``
+broadcast to one shape, all elements pooled, the same units (grey levels
+here). The definitions are uncertainty-toolbox's (Chung et al. 2021,
+``uncertainty_toolbox.metrics_calibration`` with its defaults: central
+intervals, 100 expected proportions 0, 1/99, ..., 1) unless said otherwise:
+
+* ``mace``: mean absolute calibration error, mean over the proportions p of
+  |observed - p|, observed = share of |err| <= z(p) sigma, z(p) =
+  Phi^-1(1/2 + p/2); 0 is calibrated, unit-free.
+* ``rmsce``: the root mean square of the same differences.
+* ``miscal_area``: the area between the observed-vs-expected curve and the
+  diagonal (piecewise linear, crossings handled), unit-free.
+* ``sharpness``: sqrt(mean(sigma^2)), units of err; smaller is sharper.
+* ``interval_score``: the negatively oriented interval score (Gneiting and
+  Raftery 2007) of the central p-interval, ``(u - l) + 2/(1-p) *
+  (distance of y outside [l, u])``, averaged over pixels and over p = 0.01,
+  ..., 0.99; units of err, lower is better.
+* ``uce``: uncertainty calibration error (Laves et al. 2020; reported by
+  BayesCap, Upadhyay et al. ECCV 2022): the predicted variances split into
+  equal-width bins between their min and max, ``sum_b n_b/n |mean(err^2) -
+  mean(sigma^2)|`` over the bins; variance units (grey levels^2). Unlike
+  Laves et al.'s code the smallest variance falls in the first bin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from gramjax.uncertainty import flat_pair
+
+NUM_PROPORTIONS = 100           # uncertainty-toolbox's num_bins.
+INTERVAL_LEVELS = np.linspace(0.01, 0.99, 99)   # Its interval_score's ps.
+UCE_BINS = 15                   # Laves et al.'s default.
+
+
+def proportions(err, sigma, num: int = NUM_PROPORTIONS
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """(expected, observed), each (num,): expected = linspace(0, 1, num), the
+  levels of the central intervals; observed = the share of pixels with
+  |err| <= z(p) sigma (bounds included; z(1) = inf)."""
+  err, sigma = flat_pair(err, sigma, positive=True)
+  expected = np.linspace(0.0, 1.0, num)
+  z = special.ndtri(0.5 + expected / 2.0)
+  ratio = np.sort(np.abs(err) / sigma)
+  observed = np.searchsorted(ratio, z, side='right') / float(ratio.size)
+  return expected, observed
+
+
+def mace(err, sigma, num: int = NUM_PROPORTIONS) -> float:
+  """Mean absolute calibration error (module doc)."""
+  expected, observed = proportions(err, sigma, num)
+  return float(np.mean(np.abs(observed - expected)))
+
+
+def rmsce(err, sigma, num: int = NUM_PROPORTIONS) -> float:
+  """Root mean squared calibration error (module doc)."""
+  expected, observed = proportions(err, sigma, num)
+  return float(np.sqrt(np.mean((observed - expected) ** 2)))
+
+
+def area_between(x: np.ndarray, d: np.ndarray) -> float:
+  """Area between a piecewise-linear curve and the x axis, d = its heights
+  at x: each segment's |trapezoid|, or two triangles where d changes sign."""
+  dx, dl, dr = np.diff(x), d[:-1], d[1:]
+  cross = dl * dr < 0
+  trapezoid = np.abs(0.5 * dx * (dl + dr))
+  with np.errstate(divide='ignore', invalid='ignore'):
+    triangles = 0.5 * dx * (dl * dl + dr * dr) / (np.abs(dl) + np.abs(dr))
+  return float(np.sum(np.where(cross, triangles, trapezoid)))
+
+
+def miscal_area(err, sigma, num: int = NUM_PROPORTIONS) -> float:
+  """Miscalibration area (module doc)."""
+  expected, observed = proportions(err, sigma, num)
+  return area_between(expected, observed - expected)
+
+
+def sharpness(sigma) -> float:
+  """sqrt(mean(sigma^2)), units of sigma."""
+  _, sigma = flat_pair(0.0, sigma, positive=True)
+  return float(np.sqrt(np.mean(sigma * sigma)))
+
+
+def interval_score(err, sigma, levels=INTERVAL_LEVELS) -> float:
+  """Mean interval score of the central intervals (module doc). One sort:
+  with pixels ordered by r = |err| / sigma, the pixels outside the
+  p-interval are those with r > z(p), and their summed excess
+  sum(|err| - z sigma) comes from suffix sums of |err| and sigma."""
+  err, sigma = flat_pair(err, sigma, positive=True)
+  abs_err = np.abs(err)
+  order = np.argsort(abs_err / sigma, kind='stable')
+  ratio = (abs_err / sigma)[order]
+  suffix_err = np.concatenate([np.cumsum(abs_err[order][::-1])[::-1], [0.0]])
+  suffix_sigma = np.concatenate([np.cumsum(sigma[order][::-1])[::-1], [0.0]])
+  levels = np.asarray(levels, np.float64)
+  z = special.ndtri(0.5 + levels / 2.0)
+  first_out = np.searchsorted(ratio, z, side='right')    # r > z from here.
+  excess = suffix_err[first_out] - z * suffix_sigma[first_out]
+  scores = 2.0 * z * np.mean(sigma) + 2.0 / (1.0 - levels) * excess / err.size
+  return float(np.mean(scores))
+
+
+def uce(err, sigma, bins: int = UCE_BINS) -> float:
+  """Uncertainty calibration error (module doc), grey levels^2."""
+  err, sigma = flat_pair(err, sigma, positive=True)
+  var, sq = sigma * sigma, err * err
+  lo, hi = var.min(), var.max()
+  if hi == lo:
+    return float(abs(sq.mean() - var.mean()))
+  index = np.minimum(((var - lo) / (hi - lo) * bins).astype(np.int64),
+                     bins - 1)
+  gap = np.abs(np.bincount(index, sq, bins) - np.bincount(index, var, bins))
+  return float(np.sum(gap) / err.size)
+
+
+def summarize(err, sigma) -> dict[str, float]:
+  """The module's metrics as one flat dict of floats: mace, rmsce,
+  miscal_area, sharpness, interval_score, uce."""
+  expected, observed = proportions(err, sigma)
+  diff = observed - expected
+  return {'mace': float(np.mean(np.abs(diff))),
+          'rmsce': float(np.sqrt(np.mean(diff * diff))),
+          'miscal_area': area_between(expected, diff),
+          'sharpness': sharpness(sigma),
+          'interval_score': interval_score(err, sigma),
+          'uce': uce(err, sigma)}
