@@ -7,13 +7,14 @@ and draws a crop of each map, enlarged, into one PNG for the docs:
 
   python -m gramjax.main --config=configs/demo.py --workdir=/tmp/before \\
       --config.model.icnr=False --config.model.shuffle_blur=False \\
-      --config.total_steps=1200 '--config.optimizer.lr_boundaries=(900,)'
+      --config.ema_decay=0.0 --config.total_steps=1200 \\
+      '--config.optimizer.lr_boundaries=(900,)'
   python -m gramjax.main --config=configs/demo.py --workdir=/tmp/after
   python benchmarks/demo_grid.py /tmp/before /tmp/after \\
       docs/images/demo_grid.png
 
 (The first command is the demo as it was before: independent sub-kernels,
-no blur, 1200 steps.) Needs matplotlib (the test extra).
+no blur, no EMA, 1200 steps.) Needs matplotlib (the test extra).
 """
 
 import json
@@ -35,7 +36,7 @@ CROP = 64            # HR pixels of the bottom-right corner, shown 4x.
 
 def main(before: str, after: str, out: str) -> None:
   runs = {'before (no ICNR, no blur)': pathlib.Path(before),
-          'after (ICNR + shuffle blur)': pathlib.Path(after)}
+          'after (ICNR, shuffle blur, EMA)': pathlib.Path(after)}
   fig, axes = plt.subplots(2, 2, figsize=(7, 7.4))
   for row, (label, workdir) in enumerate(runs.items()):
     samples = workdir / 'samples'

@@ -383,7 +383,7 @@ def test_checkpoint_flag_selects_that_step(workdir, tmp_path):
   proc = run_cli(f'--checkpoint={workdir}/checkpoints/3', f'--input={img}',
                  f'--output={out}')
   assert proc.returncode == 0, proc.stderr
-  assert 'step 3 (params weights, x4)' in proc.stderr
+  assert 'step 3 (ema weights, x4)' in proc.stderr  # The demo's EMA.
   log_var = np.load(out / 'a_log_var.npy')
   lr = np.asarray(Image.open(img), np.float32) / 255.0
   step3 = inference.load(workdir, 3)(lr, tile=0)[1]

@@ -326,7 +326,7 @@ def test_validation_is_logged_and_the_best_checkpoint_kept(tmp_path,
   r = run_module('predict', f'--workdir={tmp_path}', '--step=best',
                  f'--input={tmp_path / "a.png"}', f'--output={tmp_path / "o"}')
   assert r.returncode == 0, r.stderr[-2000:]
-  assert f'model: {tmp_path} step 5 (params weights, x4)' in r.stderr
+  assert f'model: {tmp_path} step 5 (ema weights, x4)' in r.stderr
 
 
 def test_missing_validation_folder_is_logged_and_training_goes_on(
