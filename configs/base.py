@@ -42,6 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.options = ml_collections.ConfigDict({'units': '[-1,1]'})
   # () for none, or (lo, hi): clamp of s in [-1, 1] units.
   c.loss.log_var_clip = ()
+  # Steps trained with the MSE before the loss above takes over (0: none);
+  # the log-variance head keeps its initial value (model.log_var_init).
+  c.loss.mse_warmup = 0
 
   c.data = ml_collections.ConfigDict()
   # A folder of images, a folder made by `python -m gramjax.prepare`, or

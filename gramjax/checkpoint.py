@@ -172,7 +172,7 @@ LAYOUT_KEYS = frozenset({
 # Keys added after checkpoints were written without them, with the value
 # that means what those runs did: absent == this value is no change.
 ADDED_LATER = {'ema_decay': 0.0, 'model.shuffle_blur': False,
-               'profile_steps': ()}
+               'profile_steps': (), 'loss.mse_warmup': 0}
 
 
 def config_differences(saved: dict, current: dict, prefix: str = ''

@@ -56,14 +56,17 @@ def batch_psnr(mean: jax.Array, target: jax.Array) -> jax.Array:
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
                     pixel_loss: Callable, schedule: optax.Schedule, *,
                     scale: int, round_lr: bool, attention_units: str | float,
-                    ema_decay: float = 0.0
+                    ema_decay: float = 0.0, mse_warmup: int = 0
                     ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """Builds the pure step. ``batch['hr']``: uint8 HR crops (N, H, W, 3);
   optional ``batch['lr']``: their uint8 LR files (N, H/s, W/s, 3), else the
   LR is made on the device by MATLAB bicubic. With ``ema_decay`` the state's
-  ``ema_params`` follow the applied parameters."""
+  ``ema_params`` follow the applied parameters. The first ``mse_warmup``
+  steps train with the MSE instead of ``pixel_loss`` (``mse_warmup`` of
+  the beta-NLL authors' code): the mean learns first, the log-variance head
+  stays where it started."""
 
-  def loss_fn(params, model_state, batch):
+  def loss_fn(params, model_state, batch, step):
     lr, target = pixels.training_pair(batch['hr'], scale, round_lr, jnp)
     if 'lr' in batch:
       lr = batch['lr'].astype(jnp.float32) / 255.0
@@ -73,12 +76,17 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
     model = nnx.merge(graphdef, params, model_state)
     mean, log_var = model(lr, train=True)
     new_model_state = nnx.state(model, nnx.BatchStat)
-    loss = jnp.mean(pixel_loss(mean, log_var, target))
+    loss_map = pixel_loss(mean, log_var, target)
+    if mse_warmup:
+      loss_map = jnp.where(step < mse_warmup,
+                           losses.mse(mean, log_var, target), loss_map)
+    loss = jnp.mean(loss_map)
     return loss, (mean, log_var, target, new_model_state)
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, aux), grads = grad_fn(state.params, state.model_state, batch)
+    (loss, aux), grads = grad_fn(state.params, state.model_state, batch,
+                                 state.step)
     mean, log_var, target, new_model_state = aux
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -156,6 +164,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.steps_per_dispatch < 0:
     raise UserError(f'config.steps_per_dispatch={config.steps_per_dispatch}:'
                     ' must be >= 0 (0: the platform default)')
+  if not isinstance(config.loss.mse_warmup, int) or config.loss.mse_warmup < 0:
+    raise UserError(f'config.loss.mse_warmup={config.loss.mse_warmup!r}: '
+                    'give a number of steps >= 0 (0: none)')
   p = tuple(config.profile_steps)
   if p and not (len(p) == 2 and all(isinstance(s, int) for s in p)
                 and 0 <= p[0] < p[1]):
@@ -271,7 +282,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Run:
       recipe.graphdef, recipe.tx, pixel_loss, recipe.schedule,
       scale=config.model.scale, round_lr=config.data.round_lr,
       attention_units=config.loss.options.get('units', '[-1,1]'),
-      ema_decay=recipe.ema_decay)
+      ema_decay=recipe.ema_decay, mse_warmup=config.loss.mse_warmup)
   checkpoints = ckpt_lib.Checkpoints(
       workdir, every=config.checkpoint_every, keep=config.keep_checkpoints,
       best_metric=config.best_metric or None, best_mode=config.best_mode)

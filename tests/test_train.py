@@ -128,6 +128,7 @@ def test_resume_is_exact(tmp_path):
     ('loss.name', 'gramm', "config.loss.name='gramm'"),
     ('loss.log_var_clip', (10.0, -10.0), 'log_var_clip'),
     ('profile_steps', (5, 5), 'config.profile_steps=(5, 5)'),
+    ('loss.mse_warmup', -1, 'config.loss.mse_warmup=-1'),
     ('profile_steps', (3,), 'config.profile_steps=(3,)'),
 ])
 def test_bad_config_values_name_the_key(tmp_path, key, value, message):
@@ -226,6 +227,43 @@ def test_profile_steps_write_a_trace_of_those_steps(tmp_path, caplog):
   assert list((tmp_path / 'b' / 'profile').rglob('*.xplane.pb'))
   assert not (tmp_path / 'a' / 'profile').exists()
   assert_same_params(plain, traced)
+
+
+def test_mse_warmup_trains_the_mean_alone_then_the_likelihood():
+  """GRAM with a 3-step MSE warm-up: after 3 steps every parameter equals
+  an MSE run's (the log-variance head still at its initial value); the
+  fourth step follows GRAM's gradient, not the MSE's."""
+  from gramjax import losses, state as state_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  batches = [{'hr': rng.integers(0, 256, (4, 32, 32, 3), np.uint8)}
+             for _ in range(4)]
+
+  def run(loss, warmup, steps):
+    c = tiny(steps)
+    recipe = state_lib.build(c)
+    step = jax.jit(train.make_train_step(
+        recipe.graphdef, recipe.tx, losses.make_pixel_loss(loss, {}),
+        recipe.schedule, scale=4, round_lr=True, attention_units='[-1,1]',
+        mse_warmup=warmup))
+    state = recipe.init(recipe.params, recipe.model_state)
+    for b in batches[:steps]:
+      state, metrics = step(state, b)
+    return state, metrics, recipe
+
+  warm, metrics, recipe = run('gram', 3, 3)
+  mse, _, _ = run('mse', 0, 3)
+  for a, b in zip(params_of(warm), params_of(mse)):
+    np.testing.assert_array_equal(a, b)
+  head = lambda s: np.asarray(s.params['log_var_head']['kernel'][...])
+  np.testing.assert_array_equal(head(warm),
+                                np.asarray(recipe.params['log_var_head']
+                                           ['kernel'][...]))
+  assert metrics['loss'] == pytest.approx(float(metrics['mse']), rel=1e-6)
+  after, metrics, _ = run('gram', 3, 4)
+  mse4, _, _ = run('mse', 0, 4)
+  assert not np.array_equal(head(after), head(warm))   # The head learns.
+  assert not np.allclose(params_of(after)[0], params_of(mse4)[0])
+  assert metrics['loss'] != pytest.approx(float(metrics['mse']), rel=1e-3)
 
 
 def test_k_steps_per_dispatch_equal_k_single_steps(tmp_path):
