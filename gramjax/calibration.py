@@ -30,7 +30,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from gramjax.uncertainty import coverage_sorted
 from gramjax.uncertainty import flat_pair
+from gramjax.uncertainty import sorted_ratio
 
 NUM_PROPORTIONS = 100           # uncertainty-toolbox's num_bins.
 INTERVAL_LEVELS = np.linspace(0.01, 0.99, 99)   # Its interval_score's ps.
@@ -45,9 +47,7 @@ def proportions(err, sigma, num: int = NUM_PROPORTIONS
   err, sigma = flat_pair(err, sigma, positive=True)
   expected = np.linspace(0.0, 1.0, num)
   z = special.ndtri(0.5 + expected / 2.0)
-  ratio = np.sort(np.abs(err) / sigma)
-  observed = np.searchsorted(ratio, z, side='right') / float(ratio.size)
-  return expected, observed
+  return expected, coverage_sorted(sorted_ratio(err, sigma), z)
 
 
 def mace(err, sigma, num: int = NUM_PROPORTIONS) -> float:

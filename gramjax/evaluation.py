@@ -60,6 +60,13 @@ QUALITY_UNITS = ('grey levels ([0, 255]); nll in nats per pixel of that '
 
 # ------------------------------------------------------------ one image --
 
+def quality_figures(err, sigma) -> dict[str, float]:
+  """Every uncertainty figure of one channel space: ours
+  (``uncertainty.summarize``) and the field's (``calibration.summarize``)."""
+  return {**uncertainty.summarize(err, sigma),
+          **calibration.summarize(err, sigma)}
+
+
 def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
                       hr: np.ndarray, shave: int,
                       y_correlation: float = uncertainty.Y_CORRELATION,
@@ -94,8 +101,7 @@ def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
   quality, curves, samples = {}, {}, {}
   rng = np.random.default_rng(seed)
   for channel, (err, sig) in pairs.items():
-    quality[channel] = {**uncertainty.summarize(err, sig),
-                        **calibration.summarize(err, sig)}
+    quality[channel] = quality_figures(err, sig)
     curves[channel] = {
         'sparsification': uncertainty.sparsification_curves(err, sig),
         'calibration': uncertainty.calibration_curve(err, sig)}
@@ -208,9 +214,7 @@ def quality_of(results: Sequence[ImageResult], channel: str,
   """A folder's uncertainty figures of one channel space and, for
   ``per_image``, how many images each NaN metric left out of its mean."""
   if aggregation == 'pooled':
-    err, sig = pooled(results, channel)
-    return {**uncertainty.summarize(err, sig),
-            **calibration.summarize(err, sig)}, {}
+    return quality_figures(*pooled(results, channel)), {}
   values = {k: np.array([r.quality[channel][k] for r in results])
             for k in results[0].quality[channel]}
   undefined = {k: int(np.isnan(v).sum()) for k, v in values.items()

@@ -251,11 +251,12 @@ def ause(err, sigma, fractions=None) -> float:
   return sparsification_curves(err, sigma, fractions).ause
 
 
-def _sorted_ratio(err: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+def sorted_ratio(err: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+  """|err| / sigma, sorted (float64 (n,) inputs)."""
   return np.sort(np.abs(err) / sigma)
 
 
-def _coverage_sorted(sorted_ratio: np.ndarray, z) -> np.ndarray:
+def coverage_sorted(sorted_ratio: np.ndarray, z) -> np.ndarray:
   """Fraction of |err| / sigma <= z (interval bounds included)."""
   return (np.searchsorted(sorted_ratio, z, side='right')
           / float(sorted_ratio.size))
@@ -264,7 +265,7 @@ def _coverage_sorted(sorted_ratio: np.ndarray, z) -> np.ndarray:
 def _coverages(sorted_ratio: np.ndarray,
                levels: Sequence[float]) -> dict[float, float]:
   levels = [float(p) for p in levels]
-  cov = _coverage_sorted(sorted_ratio, central_z(np.asarray(levels)))
+  cov = coverage_sorted(sorted_ratio, central_z(np.asarray(levels)))
   return dict(zip(levels, cov.tolist()))
 
 
@@ -281,7 +282,7 @@ def coverage(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS
     ``{level: fraction in [0, 1]}`` with the levels as given (floats).
   """
   err, sigma = flat_pair(err, sigma, positive=True)
-  return _coverages(_sorted_ratio(err, sigma), levels)
+  return _coverages(sorted_ratio(err, sigma), levels)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -318,7 +319,7 @@ def calibration_curve(err, sigma,
     alphas: nondecreasing values in (0, 1); default 0.01, 0.02, ..., 0.99.
   """
   err, sigma = flat_pair(err, sigma, positive=True)
-  return _calibration_from_sorted(_sorted_ratio(err, sigma), alphas)
+  return _calibration_from_sorted(sorted_ratio(err, sigma), alphas)
 
 
 def _calibration_from_sorted(sorted_ratio: np.ndarray,
@@ -329,7 +330,7 @@ def _calibration_from_sorted(sorted_ratio: np.ndarray,
     raise ValueError(f'alphas must be a non-empty list in (0, 1), got {a}')
   if np.any(np.diff(a) < 0):
     raise ValueError('alphas must be nondecreasing')
-  observed = _coverage_sorted(sorted_ratio, special.ndtri(1.0 - a / 2.0))
+  observed = coverage_sorted(sorted_ratio, special.ndtri(1.0 - a / 2.0))
   expected = 1.0 - a
   return CalibrationCurve(alphas=a, expected=expected, observed=observed,
                           auce=_trapezoid(np.abs(observed - expected), a))
@@ -384,7 +385,7 @@ def summarize(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS,
   """
   err, sigma = flat_pair(err, sigma, positive=True)
   sp = sparsification_curves(err, sigma, fractions)
-  ratio = _sorted_ratio(err, sigma)
+  ratio = sorted_ratio(err, sigma)
   out = {
       'nll': gaussian_nll(err, sigma),
       'rmse': sp.rmse,
