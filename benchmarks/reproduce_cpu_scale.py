@@ -30,7 +30,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 NAMES = {'mse': 'MSE', 'mle': 'MLE', 'gram': 'GRAM',
-         'loss_rescale': 'Loss-rescale', 'beta_nll': 'beta-NLL'}
+         'gram_255': 'GRAM [0,255]', 'loss_rescale': 'Loss-rescale',
+         'beta_nll': 'beta-NLL 0.5', 'beta_nll_1': 'beta-NLL 1',
+         'faithful': 'Faithful', 'gram_warmup': 'GRAM+warm-up',
+         'gram_noise_init': 'GRAM+noise init'}
 
 
 def sh(*cmd: str) -> str:
@@ -229,8 +232,8 @@ def summary(results, losses, seeds, folders) -> list[str]:
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--config', default='configs/cpu_scale.py')
-  p.add_argument('--losses', default='mse,mle,gram,loss_rescale,beta_nll')
-  p.add_argument('--seeds', default='0,1')
+  p.add_argument('--losses', default=','.join(NAMES))
+  p.add_argument('--seeds', default='0,1,2')
   p.add_argument('--train_dir', default='../shared/data/SunHays80')
   p.add_argument('--data', default='../shared/data/Set5,../shared/data/Set14')
   p.add_argument('--runs', default='runs/cpu_scale')
@@ -242,6 +245,8 @@ def main():
                  'figure (crops of the HR images; 0: none)')
   p.add_argument('--steps', type=int, default=0,
                  help='override total_steps (smoke test); 0: the config\'s')
+  p.add_argument('--train_only', action='store_true',
+                 help='train (or resume) every model, then stop')
   args = p.parse_args()
   os.chdir(ROOT)
   losses = [l.strip() for l in args.losses.split(',') if l.strip()]
@@ -283,6 +288,8 @@ def main():
     walls[(loss, seed)], trained_at[(loss, seed)] = train(
         loss, seed, runs / f'{loss}_seed{seed}', args)
     print(f'    {fmt_s(walls[(loss, seed)])}', file=sys.stderr, flush=True)
+  if args.train_only:
+    return
 
   folders = evaluation.resolve_folders(args.data)
   names = [f.name for f in folders]

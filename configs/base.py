@@ -34,6 +34,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.icnr = True                 # Equal sub-kernels at init before
                                       # each pixel shuffle (no grid).
   c.model.shuffle_blur = False        # Outputs blurred: no shuffle grid.
+  # The log-variance head sees a stop-gradient copy of the trunk's features
+  # (the trunk learns from the mean alone; loss 'faithful' needs it).
+  c.model.log_var_stop_gradient = False
   c.model.compute_dtype = 'float32'
 
   c.loss = ml_collections.ConfigDict()
@@ -60,6 +63,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.augment = True               # Flips and 90/180/270 rotations.
   c.data.round_lr = True              # LR rounded to 8-bit levels.
   c.data.num_threads = 2
+  # Images of train_dir kept out of training, spread evenly over its sorted
+  # file list (e.g. to fit a recalibration on: evaluate --calibrate_on=heldout).
+  c.data.holdout = 0
   # Images super-resolved at the end of training into WORKDIR/samples
   # ('' for none): a folder, a file or 'builtin:skimage/NAME'.
   c.data.sample_images = ''

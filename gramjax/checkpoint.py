@@ -172,7 +172,8 @@ LAYOUT_KEYS = frozenset({
 # Keys added after checkpoints were written without them, with the value
 # that means what those runs did: absent == this value is no change.
 ADDED_LATER = {'ema_decay': 0.0, 'model.shuffle_blur': False,
-               'profile_steps': (), 'loss.mse_warmup': 0}
+               'profile_steps': (), 'loss.mse_warmup': 0, 'data.holdout': 0,
+               'model.log_var_stop_gradient': False}
 
 
 def config_differences(saved: dict, current: dict, prefix: str = ''

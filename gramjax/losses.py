@@ -160,6 +160,20 @@ def beta_nll(mean, log_var, target, *, beta: float = 0.5):
   return weight * nll(mean, log_var, target)
 
 
+def faithful(mean, log_var, target):
+  """Faithful heteroscedastic regression (Stirn et al., AISTATS 2023):
+  ``(y - mu)**2 + nll(stop_gradient(mu), s)``.
+
+  The mean gets exactly the MSE's gradient 2 (mu - y), whatever s; s gets
+  the NLL's, 0.5 (1 - exp(-s) (y - mu)**2). Faithful only with
+  ``config.model.log_var_stop_gradient`` (the log-variance head then sends
+  no gradient into the shared trunk, so the mean is what MSE would learn).
+  Value: MSE in [-1, 1] units squared plus NLL in nats per pixel.
+  """
+  return (jnp.square(target - mean)
+          + nll(jax.lax.stop_gradient(mean), log_var, target))
+
+
 LOSSES: dict[str, PixelLoss] = {}
 
 
@@ -177,7 +191,7 @@ def register(name: str) -> Callable[[PixelLoss], PixelLoss]:
 
 for _name, _fn in [('mse', mse), ('nll', nll), ('mle', nll), ('gram', gram),
                    ('gram_vjp', gram_vjp), ('loss_rescale', loss_rescale),
-                   ('beta_nll', beta_nll)]:
+                   ('beta_nll', beta_nll), ('faithful', faithful)]:
   register(_name)(_fn)
 
 

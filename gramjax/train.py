@@ -167,6 +167,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not isinstance(config.loss.mse_warmup, int) or config.loss.mse_warmup < 0:
     raise UserError(f'config.loss.mse_warmup={config.loss.mse_warmup!r}: '
                     'give a number of steps >= 0 (0: none)')
+  if (config.loss.name == 'faithful'
+      and not config.model.get('log_var_stop_gradient', False)):
+    raise UserError("config.loss.name='faithful' needs "
+                    'config.model.log_var_stop_gradient=True (else the '
+                    "variance head's gradient reaches the mean's trunk)")
   p = tuple(config.profile_steps)
   if p and not (len(p) == 2 and all(isinstance(s, int) for s in p)
                 and 0 <= p[0] < p[1]):

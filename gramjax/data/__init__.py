@@ -6,7 +6,8 @@ The names most callers need are re-exported here.
 
 from gramjax.data.images import (IMAGE_SUFFIXES, load_image, load_images,
                                  resolve_images)
-from gramjax.data.pipeline import load_training_set, train_dataset
+from gramjax.data.pipeline import (held_out_images, load_training_set,
+                                   train_dataset)
 
 __all__ = ['IMAGE_SUFFIXES', 'load_image', 'load_images', 'resolve_images',
-           'load_training_set', 'train_dataset']
+           'held_out_images', 'load_training_set', 'train_dataset']

@@ -85,6 +85,23 @@ def resolve_images(spec: str, *, key: str = 'config.data.train_dir',
   return files
 
 
+def holdout_indices(count: int, holdout: int) -> list[int]:
+  """Indices of the ``holdout`` images kept out of training among ``count``
+  sorted ones: the middle of each of ``holdout`` equal runs, so they spread
+  over the whole (name-sorted, hence often category-sorted) folder."""
+  if holdout < 0 or holdout >= count:
+    raise UserError(f'config.data.holdout={holdout}: must be at least 0 and '
+                    f'below the {count} training images')
+  return [(2 * k + 1) * count // (2 * holdout) for k in range(holdout)]
+
+
+def split_holdout(items: Sequence, holdout: int) -> tuple[list, list]:
+  """``(kept, held_out)``: ``items`` without and with ``holdout_indices``."""
+  out = set(holdout_indices(len(items), holdout)) if holdout else set()
+  return ([x for i, x in enumerate(items) if i not in out],
+          [x for i, x in enumerate(items) if i in out])
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
   """Decodes an image file to uint8 RGB (H, W, 3) in [0, 255].
 

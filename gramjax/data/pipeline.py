@@ -123,13 +123,30 @@ def train_dataset(images: Sequence[np.ndarray], *, crop: int,
                                               prefetch_buffer_size=4))
 
 
+def held_out_images(data_config) -> list[pathlib.Path]:
+  """The image files of ``train_dir`` that ``config.data.holdout`` keeps out
+  of training (for calibration), in name order; a raw folder only."""
+  c = data_config
+  if not c.holdout:
+    raise UserError('config.data.holdout is 0: this run held no training '
+                    'images out')
+  source = os.path.expanduser(c.train_dir)
+  if source.startswith('builtin:') or prepared.is_prepared(source):
+    raise UserError(f'config.data.train_dir={c.train_dir}: held-out images '
+                    'can only be named in a folder of image files')
+  return images_lib.split_holdout(images_lib.resolve_images(source),
+                                  c.holdout)[1]
+
+
 def load_training_set(data_config, scale: int):
   """HR images (and LR images for ``lr_source='files'``) for training.
 
   ``data_config.train_dir`` may be a raw image folder (decoded into memory
   once), a prepared folder (memory-mapped; see ``gramjax.prepare``), or a
   built-in set; with ``prepared_dir`` set, the raw folder is prepared there
-  first (a no-op when up to date). Returns ``(hr_images, lr_images|None)``.
+  first (a no-op when up to date). ``holdout`` images of it (see
+  ``images.holdout_indices``) are left out. Returns ``(hr_images,
+  lr_images|None)``.
   """
   c = data_config
   if c.lr_source not in ('bicubic', 'files'):
@@ -145,6 +162,10 @@ def load_training_set(data_config, scale: int):
   if not source.startswith('builtin:') and prepared.is_prepared(
       os.path.expanduser(source)):
     names, hrs, lrs = prepared.open_prepared(os.path.expanduser(source))
+    if c.holdout:
+      keep = images_lib.split_holdout(range(len(names)), c.holdout)[0]
+      names, hrs = [names[i] for i in keep], [hrs[i] for i in keep]
+      lrs = None if lrs is None else [lrs[i] for i in keep]
     if want_lr and lrs is None:
       raise UserError(f"config.data.lr_source='files' but {source} was "
                       'prepared without --lr_dir')
@@ -155,8 +176,11 @@ def load_training_set(data_config, scale: int):
     logging.info('training data: %d prepared images mapped from %s',
                  len(hrs), source)
     return hrs, (lrs if want_lr else None)
-  paths = images_lib.resolve_images(source)
-  logging.info('training data: %d images from %s', len(paths), source)
+  paths, held_out = images_lib.split_holdout(
+      images_lib.resolve_images(source), c.holdout)
+  logging.info('training data: %d images from %s%s', len(paths), source,
+               f' ({len(held_out)} held out: config.data.holdout)'
+               if held_out else '')
   hrs = images_lib.load_images(paths, c.crop_size)
   if not want_lr:
     return hrs, None

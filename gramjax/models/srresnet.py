@@ -188,6 +188,9 @@ class SRResNet(nnx.Module):
   ``shuffle_blur``: ``period_blur`` of both outputs with the scale's period,
   so that no trained weights can put a pattern of the shuffles' periods on
   a flat region (not in the paper; off by default).
+  ``log_var_stop_gradient``: the log-variance head reads
+  ``stop_gradient`` of the features, so only the mean trains the trunk
+  (Stirn et al. 2023's "faithful" heteroscedastic regression).
   """
 
   def __init__(self, *, scale: int = 4, num_blocks: int = 16,
@@ -197,7 +200,8 @@ class SRResNet(nnx.Module):
                residual_init_scale: float = 0.1, log_var_init: float = 0.0,
                head_kernel: int = 9, first_kernel: int = 9,
                mean_activation: str = 'none', icnr: bool = True,
-               shuffle_blur: bool = False, dtype: Any = None,
+               shuffle_blur: bool = False,
+               log_var_stop_gradient: bool = False, dtype: Any = None,
                rngs: nnx.Rngs):
     if scale not in UPSAMPLE_STAGES:
       raise ValueError(f'config.model.scale must be one of '
@@ -208,6 +212,7 @@ class SRResNet(nnx.Module):
     self.scale = scale
     self.mean_activation = mean_activation
     self.shuffle_blur = shuffle_blur
+    self.log_var_stop_gradient = log_var_stop_gradient
     act = dict(activation=activation, leaky_slope=leaky_slope)
     self.first = nnx.Conv(in_channels, channels, (first_kernel,) * 2,
                           kernel_init=_he_init(), dtype=dtype, rngs=rngs)
@@ -248,7 +253,9 @@ class SRResNet(nnx.Module):
     x = self.trunk_out(x, train) + skip
     for conv, act, r in zip(self.up_convs, self.up_acts, self.factors):
       x = act(pixel_shuffle(conv(x), r))
-    mean, log_var = self.mean_head(x), self.log_var_head(x)
+    mean = self.mean_head(x)
+    log_var = self.log_var_head(
+        jax.lax.stop_gradient(x) if self.log_var_stop_gradient else x)
     if self.shuffle_blur:
       mean, log_var = (period_blur(y, self.scale) for y in (mean, log_var))
     if self.mean_activation == 'tanh':
