@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from gramjax import uncertainty
 from gramjax.uncertainty import coverage_sorted
 from gramjax.uncertainty import flat_pair
 from gramjax.uncertainty import sorted_ratio
@@ -45,9 +46,23 @@ def proportions(err, sigma, num: int = NUM_PROPORTIONS
   levels of the central intervals; observed = the share of pixels with
   |err| <= z(p) sigma (bounds included; z(1) = inf)."""
   err, sigma = flat_pair(err, sigma, positive=True)
+  return proportions_sorted(sorted_ratio(err, sigma), num)
+
+
+def proportions_sorted(ratio: np.ndarray, num: int = NUM_PROPORTIONS
+                       ) -> tuple[np.ndarray, np.ndarray]:
+  """``proportions`` from the sorted |err| / sigma alone."""
   expected = np.linspace(0.0, 1.0, num)
-  z = special.ndtri(0.5 + expected / 2.0)
-  return expected, coverage_sorted(sorted_ratio(err, sigma), z)
+  return expected, coverage_sorted(ratio, special.ndtri(0.5 + expected / 2))
+
+
+def curve_errors(ratio: np.ndarray) -> dict[str, float]:
+  """mace, rmsce and miscal_area from the sorted |err| / sigma alone."""
+  expected, observed = proportions_sorted(ratio)
+  diff = observed - expected
+  return {'mace': float(np.mean(np.abs(diff))),
+          'rmsce': float(np.sqrt(np.mean(diff * diff))),
+          'miscal_area': area_between(expected, diff)}
 
 
 def mace(err, sigma, num: int = NUM_PROPORTIONS) -> float:
@@ -85,22 +100,32 @@ def sharpness(sigma) -> float:
   return float(np.sqrt(np.mean(sigma * sigma)))
 
 
-def interval_score(err, sigma, levels=INTERVAL_LEVELS) -> float:
-  """Mean interval score of the central intervals (module doc). One sort:
-  with pixels ordered by r = |err| / sigma, the pixels outside the
-  p-interval are those with r > z(p), and their summed excess
-  sum(|err| - z sigma) comes from suffix sums of |err| and sigma."""
+def interval_score(err, sigma, levels=INTERVAL_LEVELS, bounds=None) -> float:
+  """Mean interval score of the central intervals (module doc).
+
+  ``bounds``: (lower, upper), each (len(levels),), the interval of level p
+  as [mu + lower sigma, mu + upper sigma]; default the Gaussian's -z(p),
+  z(p) (a recalibrated model passes its own). One sort: with pixels
+  ordered by t = err / sigma, those below the interval have t < lower, and
+  their summed distance sum(lower sigma - err) comes from prefix sums of
+  sigma and err (likewise above)."""
   err, sigma = flat_pair(err, sigma, positive=True)
-  abs_err = np.abs(err)
-  order = np.argsort(abs_err / sigma, kind='stable')
-  ratio = (abs_err / sigma)[order]
-  suffix_err = np.concatenate([np.cumsum(abs_err[order][::-1])[::-1], [0.0]])
-  suffix_sigma = np.concatenate([np.cumsum(sigma[order][::-1])[::-1], [0.0]])
   levels = np.asarray(levels, np.float64)
-  z = special.ndtri(0.5 + levels / 2.0)
-  first_out = np.searchsorted(ratio, z, side='right')    # r > z from here.
-  excess = suffix_err[first_out] - z * suffix_sigma[first_out]
-  scores = 2.0 * z * np.mean(sigma) + 2.0 / (1.0 - levels) * excess / err.size
+  if bounds is None:
+    z = special.ndtri(0.5 + levels / 2.0)
+    bounds = (-z, z)
+  lower, upper = (np.asarray(b, np.float64) for b in bounds)
+  order = np.argsort(err / sigma, kind='stable')
+  t = (err / sigma)[order]
+  cum_sigma = np.concatenate([[0.0], np.cumsum(sigma[order])])
+  cum_err = np.concatenate([[0.0], np.cumsum(err[order])])
+  below = np.searchsorted(t, lower, side='left')       # t < lower before.
+  above = np.searchsorted(t, upper, side='right')      # t > upper from.
+  excess = (lower * cum_sigma[below] - cum_err[below]
+            + (cum_err[-1] - cum_err[above])
+            - upper * (cum_sigma[-1] - cum_sigma[above]))
+  scores = ((upper - lower) * np.mean(sigma)
+            + 2.0 / (1.0 - levels) * excess / err.size)
   return float(np.mean(scores))
 
 
@@ -120,11 +145,14 @@ def uce(err, sigma, bins: int = UCE_BINS) -> float:
 def summarize(err, sigma) -> dict[str, float]:
   """The module's metrics as one flat dict of floats: mace, rmsce,
   miscal_area, sharpness, interval_score, uce."""
-  expected, observed = proportions(err, sigma)
-  diff = observed - expected
-  return {'mace': float(np.mean(np.abs(diff))),
-          'rmsce': float(np.sqrt(np.mean(diff * diff))),
-          'miscal_area': area_between(expected, diff),
+  err, sigma = flat_pair(err, sigma, positive=True)
+  return {**curve_errors(sorted_ratio(err, sigma)),
           'sharpness': sharpness(sigma),
           'interval_score': interval_score(err, sigma),
           'uce': uce(err, sigma)}
+
+
+def all_figures(err, sigma) -> dict[str, float]:
+  """Every uncertainty figure of one channel space: ours
+  (``uncertainty.summarize``) and the field's (``summarize``)."""
+  return {**uncertainty.summarize(err, sigma), **summarize(err, sigma)}

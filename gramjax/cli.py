@@ -53,6 +53,16 @@ def define_eval_flags() -> None:
                      'the channel sigmas, 0 treats the errors as '
                      'independent. The RGB figures do not depend on it.',
                      lower_bound=0.0, upper_bound=1.0)
+  define_recalibrate_flag()
+
+
+def define_recalibrate_flag() -> None:
+  """``--recalibrate``, shared by evaluate, report and predict."""
+  flags.DEFINE_bool('recalibrate', True,
+                    "Use the workdir's stored recalibration "
+                    '(calibration.json, from evaluate --calibrate_on) when '
+                    'it was fitted at the checkpoint used; --norecalibrate: '
+                    'the raw sigma.')
 
 
 def given_kwargs(*names: str) -> dict:

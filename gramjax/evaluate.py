@@ -22,6 +22,19 @@ errors of that correlation, ``--y_correlation``;
 AURG, AUCE, coverage_50/80/90/95, Spearman, RMSE, mean sigma). A model
 trained with the plain MSE has none of these. ``--figures=DIR`` draws each
 folder's reliability diagram and sparsification plot.
+
+Recalibration (docs/evaluation.md, "Recalibration")::
+
+  python -m gramjax.evaluate --workdir=W --calibrate_on=DIR --data=...
+
+fits ``--calibration_method`` (sigma_scaling or isotonic) on DIR (or on
+``heldout``: the images ``config.data.holdout`` kept out of training), which
+must share no image with ``--data``, stores it in ``W/calibration.json``
+and reports every folder before and after: each entry gains
+``"calibration"`` (method, fitted_on, values) and
+``"uncertainty_calibrated"`` (the shape of ``"uncertainty"``). Without
+``--calibrate_on`` a stored recalibration of the same checkpoint is used
+(``--norecalibrate``: not).
 """
 
 import pathlib
@@ -44,6 +57,14 @@ _STEP = flags.DEFINE_string('step', None, 'Checkpoint step: a number, or '
 _JSON = flags.DEFINE_string('json', None, 'Write the folder results here.')
 _PER_IMAGE = flags.DEFINE_bool('per_image', False,
                                'Also print one row per image.')
+_CALIBRATE_ON = flags.DEFINE_string(
+    'calibrate_on', None, 'Fit a recalibration of the uncertainty on this '
+    'folder of HR images (or heldout: the images config.data.holdout kept '
+    'out of training), store it in the workdir, report before and after.')
+_CALIBRATION_METHOD = flags.DEFINE_enum(
+    'calibration_method', 'sigma_scaling', ['sigma_scaling', 'isotonic'],
+    'With --calibrate_on: sigma_scaling (one factor on sigma, fitted by the '
+    'NLL) or isotonic (the CDF recalibrated, Kuleshov et al. 2018).')
 _FIGURES = flags.DEFINE_string(
     'figures', None, 'Write a reliability diagram and a sparsification plot '
     "per folder here (needs matplotlib: pip install -e '.[plots]').")
@@ -65,6 +86,9 @@ def check_flags() -> None:
                     '(or --workdir=DIR for a trained model)')
   if _STEP.value is not None and not workdir:
     raise UserError(f'--step={_STEP.value} needs --workdir')
+  if _CALIBRATE_ON.value and not workdir:
+    raise UserError(f'--calibrate_on={_CALIBRATE_ON.value} needs --workdir '
+                    '(a model that predicts uncertainty)')
   if FLAGS.convention not in metrics.CONVENTIONS:
     raise UserError(f'--convention={FLAGS.convention}: use one of '
                     f'{", ".join(metrics.CONVENTIONS)}')
@@ -82,11 +106,12 @@ def _main() -> None:
   from gramjax import files
   from gramjax import inference
   from gramjax import metrics
+  from gramjax import recalibration
   from gramjax import reporting
   from gramjax import tables
   # pylint: enable=g-import-not-at-top
   folders = evaluation.resolve_folders(FLAGS.data)
-  scale, predictor = cli.given('scale'), None
+  scale, predictor, recal = cli.given('scale'), None, None
   if _WORKDIR.value:
     predictor = inference.load(_WORKDIR.value,
                                inference.parse_step(_STEP.value))
@@ -97,6 +122,20 @@ def _main() -> None:
     if _FIGURES.value and not predictor.predicts_uncertainty:
       raise UserError('--figures needs --workdir with a model that predicts '
                       'uncertainty')
+    if _CALIBRATE_ON.value:
+      fitted_on, images = evaluation.calibration_images(_CALIBRATE_ON.value,
+                                                        predictor)
+      evaluation.check_disjoint(fitted_on, images, folders)
+      recal = evaluation.fit_recalibration(
+          predictor, images, method=_CALIBRATION_METHOD.value,
+          fitted_on=fitted_on, scale=scale, convention=FLAGS.convention,
+          tile=FLAGS.tile, **cli.given_kwargs('y_correlation'))
+      path = recalibration.save(_WORKDIR.value, recal)
+      print(f'recalibration: {recal.describe()}; wrote {path}',
+            file=sys.stderr)
+    elif predictor.predicts_uncertainty:
+      recal = recalibration.for_step(_WORKDIR.value, predictor.step,
+                                     FLAGS.recalibrate)
   else:
     scale = FLAGS.scale if scale is None else scale
     if scale < 2:
@@ -107,7 +146,8 @@ def _main() -> None:
                       'uncertainty')
   entries, per_image = evaluation.evaluate_folders(
       folders, scale=scale, convention=FLAGS.convention, predictor=predictor,
-      tile=FLAGS.tile, **cli.given_kwargs('y_correlation', 'aggregation'))
+      tile=FLAGS.tile, recal=recal,
+      **cli.given_kwargs('y_correlation', 'aggregation'))
   caption = metrics.get_convention(FLAGS.convention).describe(scale)
   print(tables.format_table(entries, title=title, caption=caption,
                             per_image=per_image if _PER_IMAGE.value

@@ -1,5 +1,6 @@
 """Measuring super-resolution the way the SR literature does: PSNR/SSIM per
-image and per folder, the predicted uncertainty's quality, and samples.
+image and per folder, the predicted uncertainty's quality before and after
+a recalibration, and fitting that recalibration on held-out images.
 
 Per image (the community protocol, see ``gramjax.metrics``):
   * HR: the file decoded to uint8 RGB, cropped to a multiple of the scale;
@@ -28,12 +29,10 @@ every pixel; ``error_channel_correlation``: the measured one.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import pathlib
-import time
 import zlib
 from typing import Any, Sequence
 
@@ -45,8 +44,8 @@ from gramjax import data as data_lib
 from gramjax import metrics
 from gramjax import pixels
 from gramjax import progress
+from gramjax import recalibration
 from gramjax import uncertainty
-from gramjax import visualize
 from gramjax.errors import UserError
 
 AGGREGATIONS = ('pooled', 'per_image')
@@ -59,13 +58,6 @@ QUALITY_UNITS = ('grey levels ([0, 255]); nll in nats per pixel of that '
 
 
 # ------------------------------------------------------------ one image --
-
-def quality_figures(err, sigma) -> dict[str, float]:
-  """Every uncertainty figure of one channel space: ours
-  (``uncertainty.summarize``) and the field's (``calibration.summarize``)."""
-  return {**uncertainty.summarize(err, sigma),
-          **calibration.summarize(err, sigma)}
-
 
 def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
                       hr: np.ndarray, shave: int,
@@ -101,7 +93,7 @@ def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
   quality, curves, samples = {}, {}, {}
   rng = np.random.default_rng(seed)
   for channel, (err, sig) in pairs.items():
-    quality[channel] = quality_figures(err, sig)
+    quality[channel] = calibration.all_figures(err, sig)
     curves[channel] = {
         'sparsification': uncertainty.sparsification_curves(err, sig),
         'calibration': uncertainty.calibration_curve(err, sig)}
@@ -214,7 +206,7 @@ def quality_of(results: Sequence[ImageResult], channel: str,
   """A folder's uncertainty figures of one channel space and, for
   ``per_image``, how many images each NaN metric left out of its mean."""
   if aggregation == 'pooled':
-    return quality_figures(*pooled(results, channel)), {}
+    return calibration.all_figures(*pooled(results, channel)), {}
   values = {k: np.array([r.quality[channel][k] for r in results])
             for k in results[0].quality[channel]}
   undefined = {k: int(np.isnan(v).sum()) for k, v in values.items()
@@ -224,15 +216,44 @@ def quality_of(results: Sequence[ImageResult], channel: str,
   return means, undefined
 
 
+def calibrated_entry(results: Sequence[ImageResult],
+                     recal: recalibration.Recalibration,
+                     y_correlation: float, pool_rate: float) -> dict:
+  """The ``uncertainty_calibrated`` of a folder: the recalibrated model's
+  figures, pooled over its pixels (whatever the aggregation before)."""
+  if recal.y_correlation != y_correlation:
+    logging.warning('the recalibration was fitted with Y errors of '
+                    'correlation %g, this evaluation assumes %g: its Y '
+                    'figures mix the two', recal.y_correlation,
+                    y_correlation)
+  out = {'units': QUALITY_UNITS, 'y_correlation': float(y_correlation),
+         'aggregation': 'pooled', 'pooled_share': float(pool_rate),
+         'undefined': {}}
+  for channel in results[0].quality:
+    out[channel] = recalibration.figures(recal.values[channel],
+                                         *pooled(results, channel))
+  return out
+
+
+def calibration_summary(recal: recalibration.Recalibration) -> dict:
+  """The ``calibration`` of a folder entry (the quantiles of an isotonic
+  fit stay in the workdir's calibration.json)."""
+  return {'method': recal.method, 'fitted_on': recal.fitted_on,
+          'images': len(recal.images), 'step': recal.step,
+          'values': {c: {'scale': f.scale} for c, f in recal.values.items()}}
+
+
 def summarize(results: Sequence[ImageResult], convention: str,
               step: int | None = None,
               y_correlation: float = uncertainty.Y_CORRELATION,
-              aggregation: str = 'pooled', pool_rate: float = 1.0
+              aggregation: str = 'pooled', pool_rate: float = 1.0,
+              recal: recalibration.Recalibration | None = None
               ) -> dict[str, Any]:
   """A folder's JSON entry: PSNR/SSIM means over its images; with
   uncertainty, its figures by ``aggregation`` (module doc), the channel
   correlation Y's variance assumed (``y_correlation``) and the images left
-  out of a per-image mean because a metric was undefined there.
+  out of a per-image mean because a metric was undefined there; with
+  ``recal`` also ``calibration`` and ``uncertainty_calibrated``.
   ``pool_rate``: the share of values the images kept for pooling."""
   if aggregation not in AGGREGATIONS:
     raise UserError(f'--aggregation={aggregation}: use one of '
@@ -259,6 +280,10 @@ def summarize(results: Sequence[ImageResult], convention: str,
     for name, n in undefined.items():
       logging.warning('%s undefined on %d of %d images (left out of its '
                       'mean)', name, n, len(results))
+    if recal is not None:
+      entry['calibration'] = calibration_summary(recal)
+      entry['uncertainty_calibrated'] = calibrated_entry(
+          results, recal, y_correlation, pool_rate)
   return entry
 
 
@@ -302,12 +327,15 @@ def evaluate_folder(folder: Folder, *, scale: int, convention: str,
                     predictor=None, tile: int = 128, label: str = '',
                     quiet: bool = False,
                     y_correlation: float = uncertainty.Y_CORRELATION,
-                    aggregation: str = 'pooled'
+                    aggregation: str = 'pooled',
+                    recal: recalibration.Recalibration | None = None
                     ) -> tuple[dict[str, Any], list[ImageResult]]:
   """Evaluates every image of ``folder`` with a progress line (rate, ETA)
-  on stderr unless ``quiet``; returns its entry and the per-image results."""
+  on stderr unless ``quiet``; returns its entry and the per-image results
+  (with ``recal``, the entry has the recalibrated figures too)."""
   results = []
-  rate = pool_rate_for(folder.images) if aggregation == 'pooled' else 0.0
+  rate = (pool_rate_for(folder.images)
+          if aggregation == 'pooled' or recal is not None else 0.0)
   with progress.Progress(len(folder.images), f'{label}{folder.name}',
                          interval=0.0, disable=quiet) as bar:
     for path in folder.images:
@@ -318,135 +346,70 @@ def evaluate_folder(folder: Folder, *, scale: int, convention: str,
       bar.update()
   step = None if predictor is None else predictor.step
   return summarize(results, convention, step, y_correlation, aggregation,
-                   rate), results
+                   rate, recal), results
 
 
 def evaluate_folders(folders: Sequence[Folder], *, scale: int,
                      convention: str, predictor=None, tile: int = 128,
                      label: str = '', quiet: bool = False,
                      y_correlation: float = uncertainty.Y_CORRELATION,
-                     aggregation: str = 'pooled'):
+                     aggregation: str = 'pooled',
+                     recal: recalibration.Recalibration | None = None):
   """``{folder name: entry}`` and ``{folder name: [ImageResult]}``."""
   entries, per_image = {}, {}
   for folder in folders:
     entries[folder.name], per_image[folder.name] = evaluate_folder(
         folder, scale=scale, convention=convention, predictor=predictor,
         tile=tile, label=label, quiet=quiet, y_correlation=y_correlation,
-        aggregation=aggregation)
+        aggregation=aggregation, recal=recal)
   return entries, per_image
 
 
-# ----------------------------------------------------- while training --
+# -------------------------------------------------------- recalibration --
 
-EVALUATOR_KEYS = {'folder': None, 'every': None, 'convention': 'standard',
-                  'max_images': 0, 'tile': 128}
-
-
-@dataclasses.dataclass
-class Evaluator:
-  """A validation set measured while training (``config.evals.<name>``)."""
-  name: str
-  images: list[pathlib.Path]
-  every: int
-  convention: str = 'standard'
-  tile: int = 128
-
-  def run(self, predictor) -> dict[str, float]:
-    """``val/<name>/{psnr,ssim}`` and, for models that predict uncertainty,
-    ``nll``, ``ause`` and ``coverage_90`` (RGB, grey levels), plus the
-    seconds it took."""
-    start = time.time()
-    rate = pool_rate_for(self.images)
-    results = [evaluate_image(p, scale=predictor.scale,
-                              convention=self.convention,
-                              predictor=predictor, tile=self.tile,
-                              pool_rate=rate)
-               for p in self.images]
-    entry = summarize(results, self.convention, pool_rate=rate)
-    out = {'psnr': entry['psnr'], 'ssim': entry['ssim']}
-    for key in ('nll', 'ause', 'coverage_90'):
-      if 'uncertainty' in entry:
-        out[key] = entry['uncertainty']['rgb'][key]
-    out['seconds'] = time.time() - start
-    return {f'val/{self.name}/{k}': float(v) for k, v in out.items()}
+def calibration_images(spec: str, predictor) -> tuple[str, list[pathlib.Path]]:
+  """``(fitted_on, images)`` for ``--calibrate_on``: a folder of HR images,
+  or ``heldout``, the images the model's training left out
+  (``config.data.holdout``)."""
+  if spec == 'heldout':
+    images = data_lib.held_out_images(predictor.config.data)
+    return (f'heldout: {len(images)} images of '
+            f'{predictor.config.data.train_dir}', images)
+  (folder,) = resolve_folders(spec, key='--calibrate_on')
+  return str(folder.path), folder.images
 
 
-def evaluators_from_config(config) -> list[Evaluator]:
-  """``config.evals`` (name -> {folder, every, convention, max_images,
-  tile}) as evaluators. A folder that does not exist is logged and left
-  out (training goes on); a bad key or value is a ``UserError``."""
-  evaluators = []
-  for name, spec in dict(config.get('evals') or {}).items():
-    key = f'config.evals.{name}'
-    spec = dict(spec)
-    unknown = set(spec) - set(EVALUATOR_KEYS)
-    if unknown:
-      raise UserError(f'{key}: unknown key(s) {sorted(unknown)}; use '
-                      f'{", ".join(EVALUATOR_KEYS)}')
-    spec = {k: spec.get(k, default) for k, default in EVALUATOR_KEYS.items()}
-    if not spec['folder'] or not isinstance(spec['every'], int) or (
-        spec['every'] < 1):
-      raise UserError(f'{key} needs a folder and every >= 1 (steps), got '
-                      f'folder={spec["folder"]!r}, every={spec["every"]!r}')
-    if spec['convention'] not in metrics.CONVENTIONS:
-      raise UserError(f'{key}.convention={spec["convention"]!r}: use one of '
-                      f'{", ".join(metrics.CONVENTIONS)}')
-    if spec['max_images'] < 0 or spec['tile'] < 0:
-      raise UserError(f'{key}: max_images and tile must be >= 0 (0: all '
-                      'images / no tiling)')
-    folder = str(spec['folder'])
-    if not folder.startswith('builtin:') and not pathlib.Path(
-        os.path.expanduser(folder)).exists():
-      logging.warning('validation set %s: %s does not exist; training goes '
-                      'on without it', name, folder)
-      continue
-    images = data_lib.resolve_images(folder, key=f'{key}.folder',
-                                     held_out=True)
-    if spec['max_images']:
-      images = images[:spec['max_images']]
-    logging.info('validation set %s: %d image(s) from %s every %d steps',
-                 name, len(images), folder, spec['every'])
-    evaluators.append(Evaluator(name, images, spec['every'],
-                                spec['convention'], spec['tile']))
-  return evaluators
+def check_disjoint(fitted_on: str, images: Sequence[pathlib.Path],
+                   folders: Sequence[Folder]) -> None:
+  """Refuses test folders that share an image (or the folder) with the
+  recalibration's, naming both."""
+  mine = {os.path.realpath(p): p for p in images}
+  for folder in folders:
+    shared = [p for p in folder.images if os.path.realpath(p) in mine]
+    if shared:
+      raise UserError(
+          f'--calibrate_on={fitted_on} and the test folder {folder.path} '
+          f'share {len(shared)} image(s) (e.g. {shared[0].name}): a '
+          'recalibration must be fitted on images it is not tested on')
 
 
-# -------------------------------------------------------------- samples --
-
-def write_samples(predictor, spec: str, outdir: pathlib.Path) -> list[dict]:
-  """Super-resolves each image of ``spec`` (a data spec, e.g.
-  ``config.data.sample_images``) and writes ``<stem>_mean.png``,
-  ``<stem>_uncertainty.png`` (sigma in grey levels, colour-mapped),
-  ``<stem>_bicubic.png`` and ``samples.json`` (PSNR-Y of both under the
-  standard convention, sigma median and 99th percentile)."""
-  scale = predictor.scale
-  outdir.mkdir(parents=True, exist_ok=True)
-  results = []
-  for path in data_lib.resolve_images(spec, key='config.data.sample_images',
-                                      held_out=True):
-    hr = pixels.crop_to_scale(data_lib.load_image(path), scale)
-    lr = pixels.make_lr(hr, scale)
-    mean, log_var = predictor(lr / 255.0)
-    sr = pixels.mean_to_uint8(mean)
-    bic = pixels.upscale_bicubic(lr, scale)
-    sigma = pixels.sigma_grey(log_var)
-    visualize.save_png(outdir / f'{path.stem}_mean.png', sr)
-    visualize.save_png(outdir / f'{path.stem}_bicubic.png', bic)
-    visualize.save_png(outdir / f'{path.stem}_uncertainty.png',
-                       visualize.colormap(sigma))
-    grey = metrics.is_greyscale_file(path)
-    result = {'image': path.name,
-              'psnr_y': metrics.measure(sr, hr, scale=scale, grey=grey)[0],
-              'psnr_y_bicubic': metrics.measure(bic, hr, scale=scale,
-                                                grey=grey)[0],
-              'sigma_grey_median': float(np.median(sigma)),
-              'sigma_grey_p99': float(np.percentile(sigma, 99))}
-    logging.info(
-        'sample %s: PSNR-Y %.2f dB (bicubic %.2f dB), sigma median %.2f / '
-        'p99 %.2f grey levels -> %s', path.name, result['psnr_y'],
-        result['psnr_y_bicubic'], result['sigma_grey_median'],
-        result['sigma_grey_p99'], outdir)
-    result['weights'] = predictor.weights
-    results.append(result)
-  (outdir / 'samples.json').write_text(json.dumps(results, indent=2))
-  return results
+def fit_recalibration(predictor, images: Sequence[pathlib.Path], *,
+                      method: str, fitted_on: str, scale: int,
+                      convention: str = 'standard', tile: int = 128,
+                      y_correlation: float = uncertainty.Y_CORRELATION,
+                      quiet: bool = False
+                      ) -> recalibration.Recalibration:
+  """Fits ``method`` on the pooled errors and sigmas of ``images`` (run as
+  an evaluation folder: same LR, same shave), per channel space."""
+  if not predictor.predicts_uncertainty:
+    raise UserError('--calibrate_on needs a model that predicts uncertainty '
+                    '(this one was trained with the plain MSE)')
+  folder = Folder('calibration', pathlib.Path(fitted_on), list(images))
+  _, results = evaluate_folder(folder, scale=scale, convention=convention,
+                               predictor=predictor, tile=tile,
+                               label='fitting the recalibration on ',
+                               quiet=quiet, y_correlation=y_correlation)
+  return recalibration.fit_channels(
+      method, {c: pooled(results, c) for c in recalibration.CHANNEL_SPACES},
+      fitted_on=fitted_on, images=[p.name for p in images],
+      step=predictor.step, y_correlation=y_correlation)

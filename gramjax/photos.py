@@ -14,6 +14,7 @@ read), run an ``inference.Predictor`` strip by strip and write
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pathlib
 import sys
@@ -258,12 +259,13 @@ class Result:
 def predict_image(predictor: inference.Predictor, job: Job,
                   outdir: pathlib.Path, *, tile: int = 128,
                   sigma_max: float | None = None, log_var: bool = True,
-                  say: Say = show, on_tile: Callable[[int], None] | None = None
-                  ) -> Result:
+                  say: Say = show, on_tile: Callable[[int], None] | None = None,
+                  sigma_scale: float = 1.0) -> Result:
   """Super-resolves one file and writes its outputs (module doc; the .npy
   only with ``log_var``). They appear only when all are complete (written
-  under a temporary name, then renamed). Raises ``UserError`` naming the
-  file."""
+  under a temporary name, then renamed). ``sigma_scale`` multiplies every
+  sigma (a recalibration; the .npy holds log sigma^2 after it). Raises
+  ``UserError`` naming the file."""
   start = time.time()
   image = read_image(job.path)
   for note in image.notes:
@@ -285,6 +287,8 @@ def predict_image(predictor: inference.Predictor, job: Job,
       for r0, r1, mean, strip_log_var in predictor.strips(lr01, tile,
                                                           on_tile):
         sr[r0:r1] = pixels.mean_to_uint8(mean, grey=image.grey)
+        if sigma_scale != 1.0:
+          strip_log_var = strip_log_var + np.float32(2 * math.log(sigma_scale))
         sigma[r0:r1] = pixels.sigma_grey(strip_log_var)
         if npy is not None:
           npy.write(np.ascontiguousarray(strip_log_var, np.float32).data)
@@ -299,7 +303,8 @@ def predict_image(predictor: inference.Predictor, job: Job,
     del sigma
     visualize.save_png(tmps[1], rgb, 'RGB', {
         'sigma_max_grey': f'{vmax:.6g}',
-        'sigma_units': 'grey levels [0,255]'})
+        'sigma_units': 'grey levels [0,255]',
+        'sigma_recalibration_scale': f'{sigma_scale:.6g}'})
     del rgb
     for tmp, final in zip(tmps, finals):
       os.replace(tmp, final)
@@ -335,7 +340,8 @@ def predict_all(predictor: inference.Predictor, jobs: Sequence[Job],
                 sigma_max: float | None = None, log_var: bool = True,
                 verbose: bool = False, show_progress: bool = True,
                 say: Say = show,
-                on_result: Callable[[Result], None] | None = None
+                on_result: Callable[[Result], None] | None = None,
+                sigma_scale: float = 1.0
                 ) -> tuple[list[Result], list[tuple[pathlib.Path, str]]]:
   """Runs every job in order; returns (results, [(path, error line)]).
 
@@ -359,7 +365,8 @@ def predict_all(predictor: inference.Predictor, jobs: Sequence[Job],
       result = predict_image(
           predictor, job, outdir, tile=tile, sigma_max=sigma_max,
           log_var=log_var, say=say,
-          on_tile=tile_bar.update if tile_bar else None)
+          on_tile=tile_bar.update if tile_bar else None,
+          sigma_scale=sigma_scale)
     except Exception as e:  # pylint: disable=broad-except
       line = _error_line(job.path, e, tile)
       if verbose:

@@ -72,6 +72,7 @@ from gramjax import cli
 from gramjax import files
 from gramjax.errors import EXIT_OK, EXIT_SOME_FAILED, UserError
 
+cli.define_recalibrate_flag()
 flags.adopt_module_key_flags(cli)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir of the '
                                'model (its latest checkpoint, or --step).')
@@ -125,6 +126,7 @@ def _main() -> int:
   # pylint: disable=g-import-not-at-top
   from gramjax import inference
   from gramjax import photos
+  from gramjax import recalibration
   workdir, step = photos.resolve_model(_WORKDIR.value, _CHECKPOINT.value,
                                        _STEP.value)
   paths, _ = photos.list_inputs(_INPUT.value)
@@ -137,15 +139,23 @@ def _main() -> int:
       photos.show('note: this model was trained with the plain MSE: its '
                   'variance head is untrained, so the uncertainty outputs '
                   'mean nothing')
+    recal = (recalibration.for_step(workdir, predictor.step,
+                                    flags.FLAGS.recalibrate)
+             if predictor.predicts_uncertainty else None)
+    sigma_scale = recal.values['rgb'].scale if recal else 1.0
     n = len(jobs)
     photos.show(f'model: {workdir} step {predictor.step} '
                 f'({predictor.weights} weights, x{predictor.scale}); {n} image{"s" if n != 1 else ""} '
                 f'-> {outdir}')
+    if recal:
+      photos.show(f'uncertainty recalibrated: sigma x {sigma_scale:.3f} '
+                  f'({recal.describe()}; --norecalibrate for the raw '
+                  'sigma)')
     start = time.time()
     results, failures = photos.predict_all(
         predictor, jobs, outdir, tile=_TILE.value,
         sigma_max=_SIGMA_MAX.value, log_var=_LOG_VAR.value,
-        verbose=cli.VERBOSE.value,
+        verbose=cli.VERBOSE.value, sigma_scale=sigma_scale,
         on_result=lambda r: photos.show(r.line(), sys.stdout))
   if not results and not existed:
     try:

@@ -94,6 +94,7 @@ def _main() -> None:
       models, folders, scale=cli.given('scale'), convention=FLAGS.convention,
       baseline=baseline, tile=FLAGS.tile, figures_dir=figures_dir,
       fig_images=_FIG_IMAGES.value, link_base=out.parent,
+      recalibrate=FLAGS.recalibrate,
       **cli.given_kwargs('y_correlation', 'aggregation'))
   try:
     out.parent.mkdir(parents=True, exist_ok=True)

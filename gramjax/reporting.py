@@ -10,6 +10,7 @@ import pathlib
 from gramjax import evaluation
 from gramjax import figures
 from gramjax import inference
+from gramjax import recalibration
 from gramjax import tables
 from gramjax import uncertainty
 from gramjax.errors import UserError
@@ -54,10 +55,12 @@ def build_report(models: dict[str, str], folders, *, scale: int | None,
                  quiet: bool = False, figures_dir=None, fig_images: int = 2,
                  link_base=None,
                  y_correlation: float = uncertainty.Y_CORRELATION,
-                 aggregation: str = 'pooled'):
+                 aggregation: str = 'pooled', recalibrate: bool = True):
   """Evaluates bicubic and every model (``{name: workdir}``, latest
   checkpoints; Y's variance assumes channel errors of correlation
-  ``y_correlation``; uncertainty figures by ``aggregation``); returns (markdown, columns) where ``columns`` is
+  ``y_correlation``; uncertainty figures by ``aggregation``; with
+  ``recalibrate``, also after the workdir's stored recalibration of that
+  checkpoint); returns (markdown, columns) where ``columns`` is
   ``{column: {folder: entry}}``. With ``figures_dir`` also draws the
   pictures there and links them (relative to ``link_base``, the markdown
   file's folder)."""
@@ -75,10 +78,12 @@ def build_report(models: dict[str, str], folders, *, scale: int | None,
       quiet=quiet)[0]}
   per_image = {}
   for name, predictor in predictors.items():
+    recal = (recalibration.for_step(models[name], predictor.step, recalibrate)
+             if predictor.predicts_uncertainty else None)
     entries, per_image[name] = evaluation.evaluate_folders(
         folders, scale=scale, convention=convention, predictor=predictor,
         tile=tile, label=f'{name}: ', quiet=quiet,
-        y_correlation=y_correlation, aggregation=aggregation)
+        y_correlation=y_correlation, aggregation=aggregation, recal=recal)
     for entry in entries.values():
       entry['workdir'] = str(models[name])
     columns[name] = entries

@@ -90,16 +90,44 @@ def format_table(entries: dict[str, dict], *, title: str, caption: str,
       lines.append(row + ('  (grey)' if r.grey else ''))
   quality = {n: e['uncertainty'] for n, e in entries.items()
              if 'uncertainty' in e}
-  if quality:
+  rows = {}
+  for name, e in entries.items():
+    if 'uncertainty' in e:
+      rows[name] = e['uncertainty']
+    if 'uncertainty_calibrated' in e:
+      rows[f'{name} {recalibrated_label(e)}'] = e['uncertainty_calibrated']
+  width = max([width] + [len(n) + 2 for n in rows])
+  for channel, title in CHANNELS if quality else ():
     header = f'{"folder":<{width}}' + ''.join(
-        f'{label:>10}' for label in _headers('y'))
-    lines += ['', f'uncertainty quality, Y channel ({y_assumption(quality)})'
-              f': {QUALITY_CAPTION}; {how_aggregated(quality)}:', header,
-              '-' * len(header)]
-    for name, q in quality.items():
+        f'{label:>10}' for label in _headers(channel))
+    assumption = f' ({y_assumption(quality)})' if channel == 'y' else ''
+    lines += ['', f'uncertainty quality, {title}{assumption}: '
+              f'{QUALITY_CAPTION}; {how_aggregated(quality)}'
+              f'{calibration_note(entries)}:', header, '-' * len(header)]
+    for name, q in rows.items():
       lines.append(f'{name:<{width}}' + ''.join(
-          f'{q["y"][key]:>10{fmt}}' for _, key, fmt in QUALITY_COLUMNS))
+          f'{q[channel][key]:>10{fmt}}' for _, key, fmt in QUALITY_COLUMNS))
   return '\n'.join(lines)
+
+
+def recalibrated_label(entry: dict) -> str:
+  """'(sigma scaling)' / '(isotonic)': the row label of recalibrated
+  figures."""
+  return f'({entry["calibration"]["method"].replace("_", " ")})'
+
+
+def calibration_note(entries: dict[str, dict]) -> str:
+  """'; recalibrated rows: ... fitted on ...' when entries have one."""
+  fits = {(e['calibration']['method'], e['calibration']['fitted_on'],
+           e['calibration']['step'])
+          for e in entries.values() if 'calibration' in e}
+  if not fits:
+    return ''
+  return '; recalibrated rows: ' + ', '.join(
+      f'{m.replace("_", " ")} fitted on {on} at step {step} (pooled; NLL '
+      'undefined for isotonic)' if m == 'isotonic' else
+      f'{m.replace("_", " ")} fitted on {on} at step {step} (pooled)'
+      for m, on, step in sorted(fits))
 
 
 # -------------------------------------------------------------- markdown --
@@ -152,16 +180,21 @@ def quality_tables(columns: dict[str, dict[str, dict]]) -> str:
     rows = []
     for name, entries in columns.items():
       for folder, e in entries.items():
-        q = e.get('uncertainty', {}).get(channel)
-        if q:
-          rows.append(f'| {folder} | {name} | ' + ' | '.join(
-              f'{q[k]:{fmt}}' for _, k, fmt in QUALITY_COLUMNS) + ' |')
+        for label, key in ((name, 'uncertainty'),
+                           (f'{name} {recalibrated_label(e)}'
+                            if 'calibration' in e else '',
+                            'uncertainty_calibrated')):
+          q = e.get(key, {}).get(channel)
+          if q:
+            rows.append(f'| {folder} | {label} | ' + ' | '.join(
+                f'{q[k]:{fmt}}' for _, k, fmt in QUALITY_COLUMNS) + ' |')
     if rows:
       quality = {f'{n}/{f}': e['uncertainty'] for n, es in columns.items()
                  for f, e in es.items() if 'uncertainty' in e}
       assumption = f' ({y_assumption(quality)})' if channel == 'y' else ''
+      notes = ''.join(calibration_note(es) for es in columns.values())
       out += [f'Uncertainty quality, {title}{assumption}: '
-              f'{QUALITY_CAPTION}; {how_aggregated(quality)}.', '',
+              f'{QUALITY_CAPTION}; {how_aggregated(quality)}{notes}.', '',
               '| Dataset | Model | ' + ' | '.join(_headers(channel)) + ' |',
               '| --- | --- |' + ' ---: |' * len(QUALITY_COLUMNS), *rows, '']
   return '\n'.join(out)

@@ -33,7 +33,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from gramjax import checkpoint as ckpt_lib
 from gramjax import data as data_lib
 from gramjax import distributed
-from gramjax import evaluation
+from gramjax import validation
 from gramjax import files
 from gramjax import inference
 from gramjax import losses
@@ -277,7 +277,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Run:
       lr_images=lr_images, scale=config.model.scale))
   mesh = distributed.create_mesh()
   replicated = NamedSharding(mesh, P())
-  evaluators = evaluation.evaluators_from_config(config)
+  evaluators = validation.evaluators_from_config(config)
   recipe = state_lib.build(config)
   logging.info('model: %s, %.3fM parameters', config.model.name,
                recipe.num_params / 1e6)
@@ -376,7 +376,7 @@ def finish(run: Run, state: TrainState) -> None:
   run.checkpoints.close()
   if jax.process_index() == 0 and run.config.data.sample_images:
     predictor = inference.from_state(run.config, run.recipe.graphdef, state)
-    evaluation.write_samples(predictor, run.config.data.sample_images,
+    validation.write_samples(predictor, run.config.data.sample_images,
                              run.workdir / 'samples')
   if hasattr(run.data_iter, 'close'):
     run.data_iter.close()

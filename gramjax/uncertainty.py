@@ -262,8 +262,8 @@ def coverage_sorted(sorted_ratio: np.ndarray, z) -> np.ndarray:
           / float(sorted_ratio.size))
 
 
-def _coverages(sorted_ratio: np.ndarray,
-               levels: Sequence[float]) -> dict[float, float]:
+def coverages_sorted(sorted_ratio: np.ndarray,
+                     levels: Sequence[float]) -> dict[float, float]:
   levels = [float(p) for p in levels]
   cov = coverage_sorted(sorted_ratio, central_z(np.asarray(levels)))
   return dict(zip(levels, cov.tolist()))
@@ -282,7 +282,7 @@ def coverage(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS
     ``{level: fraction in [0, 1]}`` with the levels as given (floats).
   """
   err, sigma = flat_pair(err, sigma, positive=True)
-  return _coverages(sorted_ratio(err, sigma), levels)
+  return coverages_sorted(sorted_ratio(err, sigma), levels)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -319,11 +319,11 @@ def calibration_curve(err, sigma,
     alphas: nondecreasing values in (0, 1); default 0.01, 0.02, ..., 0.99.
   """
   err, sigma = flat_pair(err, sigma, positive=True)
-  return _calibration_from_sorted(sorted_ratio(err, sigma), alphas)
+  return calibration_from_sorted(sorted_ratio(err, sigma), alphas)
 
 
-def _calibration_from_sorted(sorted_ratio: np.ndarray,
-                             alphas) -> CalibrationCurve:
+def calibration_from_sorted(sorted_ratio: np.ndarray,
+                            alphas=None) -> CalibrationCurve:
   a = np.asarray(DEFAULT_ALPHAS if alphas is None else alphas,
                  np.float64).ravel()
   if a.size == 0 or not np.all((a > 0) & (a < 1)):
@@ -385,7 +385,6 @@ def summarize(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS,
   """
   err, sigma = flat_pair(err, sigma, positive=True)
   sp = sparsification_curves(err, sigma, fractions)
-  ratio = sorted_ratio(err, sigma)
   out = {
       'nll': gaussian_nll(err, sigma),
       'rmse': sp.rmse,
@@ -394,11 +393,20 @@ def summarize(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS,
       'ause': sp.ause,
       'aurg': sp.aurg,
       'ause_random': sp.ause_random,
-      'auce': _calibration_from_sorted(ratio, alphas).auce,
+      **interval_figures(sorted_ratio(err, sigma), levels, alphas),
+      'spearman': spearman(sigma, np.abs(err)),
   }
-  for p, c in _coverages(ratio, levels).items():
+  return out
+
+
+def interval_figures(sorted_ratio: np.ndarray,
+                     levels: Sequence[float] = DEFAULT_LEVELS,
+                     alphas=None) -> dict[str, float]:
+  """``auce`` and ``coverage_<100 p>`` of ``summarize`` from the sorted
+  |err| / sigma alone (what every central-interval figure depends on)."""
+  out = {'auce': calibration_from_sorted(sorted_ratio, alphas).auce}
+  for p, c in coverages_sorted(sorted_ratio, levels).items():
     out[f'coverage_{100.0 * p:g}'] = c
-  out['spearman'] = spearman(sigma, np.abs(err))
   return out
 
 

@@ -14,10 +14,10 @@ COMMANDS = {'main', 'evaluate', 'predict', 'report', 'prepare', 'download'}
 # own layer, without cycles).
 LAYERS = {
     0: {'errors', 'files', 'progress', 'imresize', 'metrics', 'uncertainty',
-        'calibration', 'losses', 'models', 'models.srresnet', 'pixels', 'visualize'},
+        'calibration', 'recalibration', 'losses', 'models', 'models.srresnet', 'pixels', 'visualize'},
     1: {'state', 'data', 'data.images', 'data.prepared', 'data.pipeline',
         'checkpoint', 'distributed', 'monitor'},
-    2: {'inference', 'evaluation', 'train', 'photos'},
+    2: {'inference', 'evaluation', 'validation', 'train', 'photos'},
     3: {'tables', 'figures', 'reporting'},
     4: {'cli'} | COMMANDS,
 }

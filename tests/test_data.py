@@ -1,6 +1,7 @@
 """Image decoding, data specs and the grain training pipeline."""
 
 
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
@@ -339,3 +340,46 @@ def test_shards_split_each_epoch():
     # Shards interleave the unsharded stream: positions 0, 2, .. and 1, 3, ..
     full = ids(whole[epoch])
     assert a == full[0::2] and b == full[1::2]
+
+
+# --------------------------------------------------------------------------
+# Held-out training images (config.data.holdout).
+# --------------------------------------------------------------------------
+
+
+def _folder_of(tmp_path, n):
+  folder = tmp_path / 'train'
+  folder.mkdir()
+  for i in range(n):
+    Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(
+        folder / f'{i:03d}.png')
+  return folder
+
+
+@pytest.mark.parametrize('count,holdout,expected', [
+    (80, 10, [4, 12, 20, 28, 36, 44, 52, 60, 68, 76]),
+    (7, 2, [1, 5]), (5, 1, [2]), (3, 0, [])])
+def test_holdout_indices_spread_over_the_folder(count, holdout, expected):
+  assert data.images.holdout_indices(count, holdout) == expected
+
+
+@pytest.mark.parametrize('holdout', [-1, 5, 6])
+def test_holdout_must_leave_training_images(holdout):
+  with pytest.raises(UserError, match=f'config.data.holdout={holdout}'):
+    data.images.holdout_indices(5, holdout)
+
+
+def test_training_set_leaves_held_out_images_out(tmp_path):
+  folder = _folder_of(tmp_path, 9)
+  config = ml_collections.ConfigDict(dict(
+      train_dir=str(folder), holdout=3, lr_source='bicubic', crop_size=8,
+      prepared_dir='', train_lr_dir=''))
+  hrs, lrs = data.load_training_set(config, scale=4)
+  held = data.held_out_images(config)
+  assert lrs is None
+  assert [p.name for p in held] == ['001.png', '004.png', '007.png']
+  trained = sorted(int(h[0, 0, 0]) for h in hrs)
+  assert trained == [0, 2, 3, 5, 6, 8]
+  config.holdout = 0
+  with pytest.raises(UserError, match='held no training images out'):
+    data.held_out_images(config)

@@ -7,6 +7,7 @@ import json
 import math
 import pathlib
 import re
+import shutil
 import types
 
 import numpy as np
@@ -23,7 +24,8 @@ from gramjax import metrics
 from gramjax import tables
 from gramjax import train
 from gramjax import uncertainty
-from tests.conftest import run_module, shared_data
+from gramjax.errors import UserError
+from tests.conftest import error_lines, run_module, shared_data
 
 ENTRY_KEYS = {'psnr', 'ssim', 'images', 'convention'}
 UNCERTAINTY_KEYS = {'sigma_rgb_mean_grey', 'sigma_rgb_median_grey',
@@ -446,3 +448,164 @@ def test_undefined_metrics_are_counted_not_dropped_silently(caplog):
   assert math.isfinite(pooled['uncertainty']['y']['spearman'])
   assert 'pooled over all pixels' in tables.format_table(
       {'F': pooled}, title='t', caption='c')
+
+
+# -------------------------------------------------------- recalibration --
+
+QUALITY_FIELDS = {'nll', 'ause', 'auce', 'coverage_90', 'spearman', 'mace',
+                  'rmsce', 'miscal_area', 'sharpness'}
+
+
+@pytest.fixture(scope='module')
+def calibrated(workdir, folders, tmp_path_factory):
+  """A copy of the workdir with a sigma-scaling recalibration fitted by
+  ``evaluate --calibrate_on`` on two images of their own, and its run."""
+  _, eval_dir = folders
+  root = tmp_path_factory.mktemp('calibrated')
+  copy = root / 'workdir'
+  shutil.copytree(workdir, copy)
+  calib = root / 'calib'
+  calib.mkdir()
+  rng = np.random.default_rng(5)
+  for name in ('c1.png', 'c2.png'):
+    Image.fromarray(smooth_image(rng, 56, 64)).save(calib / name)
+  out = root / 'eval.json'
+  r = run_module('evaluate', f'--workdir={copy}', f'--calibrate_on={calib}',
+                 f'--data={eval_dir}', f'--json={out}', '--tile=16')
+  assert r.returncode == 0, r.stderr[-3000:]
+  return types.SimpleNamespace(workdir=copy, calib=calib, run=r,
+                               entry=json.loads(out.read_text())['Synth'],
+                               root=root)
+
+
+def test_calibrate_on_stores_the_fit_and_reports_before_and_after(
+    calibrated, folders):
+  saved = json.loads((calibrated.workdir / 'calibration.json').read_text())
+  assert saved['method'] == 'sigma_scaling'
+  assert saved['fitted_on'] == str(calibrated.calib)
+  assert saved['images'] == ['c1.png', 'c2.png'] and saved['step'] == 10
+  # The fitted factor, by hand from the calibration images' pooled values.
+  predictor = inference.load(calibrated.workdir)
+  _, eval_dir = folders
+  folder = evaluation.resolve_folders(str(calibrated.calib))[0]
+  _, results = evaluation.evaluate_folder(folder, scale=4,
+                                          convention='standard',
+                                          predictor=predictor, quiet=True)
+  for channel in ('rgb', 'y'):
+    err, sig = evaluation.pooled(results, channel)
+    assert saved['values'][channel]['scale'] == pytest.approx(
+        math.sqrt(np.mean((err / sig) ** 2)), rel=1e-6)
+  entry = calibrated.entry
+  assert entry['calibration'] == {
+      'method': 'sigma_scaling', 'fitted_on': str(calibrated.calib),
+      'images': 2, 'step': 10,
+      'values': {c: {'scale': saved['values'][c]['scale']}
+                 for c in ('rgb', 'y')}}
+  before, after = entry['uncertainty'], entry['uncertainty_calibrated']
+  assert set(after) == set(before)
+  for channel in ('rgb', 'y'):
+    assert QUALITY_FIELDS <= set(after[channel])
+    s = saved['values'][channel]['scale']
+    assert after[channel]['mean_sigma'] == pytest.approx(
+        s * before[channel]['mean_sigma'], rel=1e-6)
+    for key in ('ause', 'spearman', 'rmse'):
+      assert after[channel][key] == pytest.approx(before[channel][key])
+  out = calibrated.run.stdout
+  assert 'Synth (sigma scaling)' in out and 'uncertainty quality, RGB' in out
+  assert f'sigma scaling fitted on {calibrated.calib} at step 10' in out
+
+
+def test_stored_calibration_used_by_default_and_turned_off(calibrated,
+                                                           folders, tmp_path):
+  _, eval_dir = folders
+  out = tmp_path / 'e.json'
+  r = run_module('evaluate', f'--workdir={calibrated.workdir}',
+                 f'--data={eval_dir}', f'--json={out}', '--tile=16')
+  assert r.returncode == 0, r.stderr[-3000:]
+  entry = json.loads(out.read_text())['Synth']
+  for channel in ('rgb', 'y'):
+    assert entry['uncertainty_calibrated'][channel] == pytest.approx(
+        calibrated.entry['uncertainty_calibrated'][channel])
+  r = run_module('evaluate', f'--workdir={calibrated.workdir}',
+                 '--norecalibrate', f'--data={eval_dir}', f'--json={out}')
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert 'uncertainty_calibrated' not in json.loads(out.read_text())['Synth']
+  # Fitted at step 10: not used for step 5, and said so.
+  r = run_module('evaluate', f'--workdir={calibrated.workdir}', '--step=5',
+                 f'--data={eval_dir}', f'--json={out}')
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert 'uncertainty_calibrated' not in json.loads(out.read_text())['Synth']
+  assert 'fitted at step 10, not at step 5' in r.stderr
+
+
+def test_report_and_predict_use_the_stored_calibration(calibrated, folders,
+                                                       tmp_path):
+  _, eval_dir = folders
+  md = tmp_path / 't.md'
+  r = run_module('report', f'--models=gram={calibrated.workdir}',
+                 f'--data={eval_dir}', f'--out={md}', '--no_figures')
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert '| Synth | gram (sigma scaling) |' in md.read_text()
+  scale = json.loads((calibrated.workdir / 'calibration.json').read_text()
+                     )['values']['rgb']['scale']
+  logs = {}
+  for flag in ('--recalibrate', '--norecalibrate'):
+    outdir = tmp_path / flag
+    r = run_module('predict', f'--workdir={calibrated.workdir}',
+                   f'--input={eval_dir / "a.png"}', f'--output={outdir}',
+                   flag)
+    assert r.returncode == 0, r.stderr[-3000:]
+    logs[flag] = np.load(outdir / 'a_log_var.npy')
+    assert ('uncertainty recalibrated' in r.stderr + r.stdout) == (
+        flag == '--recalibrate')
+  np.testing.assert_allclose(logs['--recalibrate'],
+                             logs['--norecalibrate'] + 2 * math.log(scale),
+                             atol=1e-5)
+
+
+def test_isotonic_recalibration_through_the_command(calibrated, folders,
+                                                    tmp_path):
+  _, eval_dir = folders
+  work = tmp_path / 'w'
+  shutil.copytree(calibrated.workdir, work)
+  out = tmp_path / 'e.json'
+  r = run_module('evaluate', f'--workdir={work}',
+                 f'--calibrate_on={calibrated.calib}',
+                 '--calibration_method=isotonic', f'--data={eval_dir}',
+                 f'--json={out}')
+  assert r.returncode == 0, r.stderr[-3000:]
+  saved = json.loads((work / 'calibration.json').read_text())
+  assert saved['method'] == 'isotonic'
+  q = saved['values']['rgb']['quantiles']
+  assert len(q) == 1001 and q == sorted(q)
+  after = json.loads(out.read_text())['Synth']['uncertainty_calibrated']
+  assert math.isnan(after['rgb']['nll'])
+  assert 0 <= after['rgb']['coverage_90'] <= 1
+
+
+def test_calibrating_on_a_test_folder_is_refused(calibrated, folders):
+  _, eval_dir = folders
+  r = run_module('evaluate', f'--workdir={calibrated.workdir}',
+                 f'--calibrate_on={eval_dir}',
+                 f'--data={eval_dir},{calibrated.calib}')
+  assert r.returncode == 2
+  (line,) = error_lines(r.stderr)
+  assert f'--calibrate_on={eval_dir}' in line and 'share 2 image' in line
+  r = run_module('evaluate', '--method=bicubic',
+                 f'--calibrate_on={calibrated.calib}', f'--data={eval_dir}')
+  assert r.returncode == 2 and '--calibrate_on' in r.stderr
+
+
+def test_heldout_images_are_the_ones_training_left_out(folders):
+  train_dir, _ = folders
+  config = demo_config.get_config()
+  config.data.train_dir = str(train_dir)
+  config.data.holdout = 2
+  predictor = types.SimpleNamespace(config=config)
+  fitted_on, images = evaluation.calibration_images('heldout', predictor)
+  assert [p.name for p in images] == ['1.png', '3.png']
+  assert fitted_on.startswith('heldout: 2 images of ')
+  test = evaluation.Folder('T', train_dir, [train_dir / '3.png'])
+  with pytest.raises(UserError, match=r'--calibrate_on=heldout: 2 images.*'
+                     r'share 1 image\(s\) \(e.g. 3.png\)'):
+    evaluation.check_disjoint(fitted_on, images, [test])

@@ -310,6 +310,68 @@ def test_beta_nll_gradient(x64, beta):
                                **TIGHT)
 
 
+# --------------------------------------------------------------------------
+# Faithful heteroscedastic regression (Stirn et al., AISTATS 2023).
+# --------------------------------------------------------------------------
+
+
+def test_faithful_gradient_is_mse_for_mu_and_nll_for_s(x64):
+  """d/dmu is the MSE's (finite differences of the squared error alone),
+  d/ds the NLL's (hand-derived); the value is MSE + NLL. Without the
+  stop-gradient the NLL's d/dmu would be added, which this test catches."""
+  mu, s, y = _inputs(seed=21)
+  n = mu.size
+  dmu, ds = mean_grads(losses.faithful, mu, s, y)
+  mse_dmu = central_diff(lambda m: np.mean((y - m) ** 2), mu)
+  np.testing.assert_allclose(dmu, mse_dmu, rtol=1e-6, atol=1e-12)
+  ref_dmu, ref_ds = np_nll_grads(mu, s, y)
+  np.testing.assert_allclose(ds, ref_ds / n, **TIGHT)
+  value = np.asarray(losses.faithful(mu, s, y))
+  np.testing.assert_allclose(value, (y - mu) ** 2 + np_nll(mu, s, y), **TIGHT)
+  # The same loss without the stop-gradient fails the d/dmu check.
+  no_stop = lambda m, lv, t: jnp.square(t - m) + losses.nll(m, lv, t)
+  bad_dmu, _ = mean_grads(no_stop, mu, s, y)
+  np.testing.assert_allclose(bad_dmu, mse_dmu + ref_dmu / n, rtol=1e-6,
+                             atol=1e-12)
+  assert np.abs(bad_dmu - mse_dmu).max() > 100 * np.abs(mse_dmu).max() * 1e-6
+
+
+@pytest.mark.parametrize('stop_gradient', [True, False])
+def test_faithful_srresnet_trunk_learns_what_mse_would(stop_gradient):
+  """With ``log_var_stop_gradient`` every parameter but the log-variance
+  head gets exactly the MSE's gradient; without it the trunk's differ."""
+  model = SRResNet(scale=4, num_blocks=2, channels=16, log_var_init=-2.0,
+                   log_var_stop_gradient=stop_gradient, rngs=nnx.Rngs(0))
+  kernel = model.log_var_head.kernel
+  kernel[...] = 0.05 * jax.random.normal(jax.random.key(1), kernel.shape)
+  rng = np.random.default_rng(4)
+  lr = jnp.asarray(rng.uniform(0.0, 1.0, (2, 10, 10, 3)), jnp.float32)
+  hr = jnp.asarray(rng.uniform(-1.0, 1.0, (2, 40, 40, 3)), jnp.float32)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+  def grads(fn):
+    def objective(p):
+      m, lv = nnx.merge(graphdef, p, rest)(lr, train=True)
+      return jnp.mean(fn(m, lv, hr))
+    return nnx.to_flat_state(jax.grad(objective)(params))
+
+  faithful, mse = grads(losses.faithful), grads(losses.mse)
+  head = [k for k, _ in faithful if k[0] == 'log_var_head']
+  assert len(head) == 2
+  differ = []
+  for (key, a), (_, b) in zip(faithful, mse):
+    a, b = np.asarray(a[...]), np.asarray(b[...])
+    if key[0] == 'log_var_head':
+      assert np.abs(a).max() > 0 and np.abs(b).max() == 0
+      continue
+    if not np.allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max()):
+      differ.append(key)
+  if stop_gradient:
+    assert not differ, differ
+  else:
+    assert ('first', 'kernel') in differ
+
+
 def test_mse_eq1(x64):
   """Eq. (1): (y - mu)^2 per pixel; d/dmu = 2(mu - y)/N, s is ignored."""
   mu, s, y = _inputs(seed=8)
@@ -611,7 +673,7 @@ def test_unknown_name_raises_keyerror_listing_choices():
 def test_builtin_names():
   """The paper's losses are registered under their names ('mle' is eq. 3)."""
   for name in ('mse', 'nll', 'mle', 'gram', 'gram_vjp', 'loss_rescale',
-               'beta_nll'):
+               'beta_nll', 'faithful'):
     assert name in losses.LOSSES
   assert losses.get('mle') is losses.nll
 

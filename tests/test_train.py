@@ -343,9 +343,9 @@ def test_validation_is_logged_and_the_best_checkpoint_kept(tmp_path,
   """Scripted validation PSNRs 30, 20, 10 at steps 5, 10, 15: the best
   (step 5) is kept beside the latest (keep_checkpoints=1) and
   ``--step=best`` loads it."""
-  from gramjax import evaluation, inference  # pylint: disable=g-import-not-at-top
+  from gramjax import inference, validation  # pylint: disable=g-import-not-at-top
   scripted = iter([30.0, 20.0, 10.0])
-  monkeypatch.setattr(evaluation.Evaluator, 'run', lambda self, p: {
+  monkeypatch.setattr(validation.Evaluator, 'run', lambda self, p: {
       f'val/{self.name}/psnr': next(scripted), f'val/{self.name}/seconds':
       0.0})
   c = tiny(15, keep_checkpoints=1, checkpoint_every=15, **{

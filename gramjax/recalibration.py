@@ -1,0 +1,218 @@
+"""Recalibration of the predicted per-pixel Gaussians after training
+(numpy and scipy), fitted on held-out images and applied to any other.
+
+Two methods, each fitted per channel space (``'rgb'``: every channel of
+every pixel, what the likelihood was trained on; ``'y'``: the luma under
+the evaluation's assumed channel correlation) on pooled ``err = y - mu``
+and ``sigma`` in grey levels:
+
+* ``sigma_scaling`` (Laves et al., MIDL 2020): sigma -> s sigma with the
+  one scalar that minimises the Gaussian NLL on the fitting set, in closed
+  form s^2 = mean(err^2 / sigma^2). Still a Gaussian: every figure is the
+  old one's with s sigma.
+* ``isotonic`` (Kuleshov et al., ICML 2018): the predictive CDF
+  F(y) = Phi(t), t = err / sigma, is composed with the isotonic regression R
+  of the empirical frequency P(F <= p) on p over the fitting set. That
+  frequency is already nondecreasing in p, so R is the empirical CDF of the
+  fitting set's F values and R(Phi(t)) is the empirical CDF of its t: the
+  recalibrated model is mu + sigma T, T drawn from the fitting set's
+  standardised errors, stored as ``QUANTILE_KNOTS`` quantiles of t
+  (piecewise linear between them). Its central intervals follow those
+  quantiles; it gives probabilities, not a density, so its NLL is left
+  undefined (NaN), and its sigma-valued figures (mean sigma, sharpness, UCE)
+  use sigma times the root mean square of t.
+
+Both keep the order of sigma, so AUSE, AURG and Spearman do not move: what
+recalibration cannot fix is ranking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import pathlib
+from typing import Mapping
+
+import numpy as np
+from scipy import special
+
+from gramjax import calibration
+from gramjax import files
+from gramjax import uncertainty
+from gramjax.errors import UserError
+
+METHODS = ('sigma_scaling', 'isotonic')
+QUANTILE_KNOTS = 1001
+CHANNEL_SPACES = ('rgb', 'y')
+FILE_NAME = 'calibration.json'     # In the workdir.
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelFit:
+  """What one method fitted on one channel space.
+
+  ``scale``: sigma scaling's s; for isotonic the root mean square of the
+  standardised errors t (the same number: its equivalent Gaussian scale).
+  ``quantiles``: isotonic only, t at probabilities linspace(0, 1, K).
+  """
+  scale: float
+  quantiles: tuple[float, ...] = ()
+
+
+def standardized(err, sigma) -> np.ndarray:
+  """t = err / sigma, float64 (n,), validated as ``uncertainty`` does."""
+  err, sigma = uncertainty.flat_pair(err, sigma, positive=True)
+  return err / sigma
+
+
+def fit(method: str, err, sigma) -> ChannelFit:
+  """Fits ``method`` (``METHODS``) on pooled ``err`` and ``sigma``."""
+  if method not in METHODS:
+    raise ValueError(f'unknown recalibration method {method!r}; use one of '
+                     f'{", ".join(METHODS)}')
+  t = standardized(err, sigma)
+  scale = float(math.sqrt(np.mean(t * t)))
+  if method == 'sigma_scaling':
+    return ChannelFit(scale)
+  q = np.quantile(t, np.linspace(0.0, 1.0, QUANTILE_KNOTS))
+  return ChannelFit(scale, tuple(float(x) for x in q))
+
+
+def cdf(fitted: ChannelFit, t: np.ndarray) -> np.ndarray:
+  """The recalibrated CDF at standardised errors ``t`` (probability that
+  the target lies below mu + t sigma)."""
+  if not fitted.quantiles:
+    return special.ndtr(t / fitted.scale)
+  q = np.asarray(fitted.quantiles)
+  return np.interp(t, q, np.linspace(0.0, 1.0, q.size), left=0.0, right=1.0)
+
+
+def quantile(fitted: ChannelFit, p) -> np.ndarray:
+  """The recalibrated model's p-quantile of t (inverse of ``cdf``)."""
+  p = np.asarray(p, np.float64)
+  if not fitted.quantiles:
+    return fitted.scale * special.ndtri(p)
+  q = np.asarray(fitted.quantiles)
+  return np.interp(p, np.linspace(0.0, 1.0, q.size), q)
+
+
+def figures(fitted: ChannelFit, err, sigma) -> dict[str, float]:
+  """``calibration.all_figures`` of the recalibrated model (module doc)."""
+  err, sigma = uncertainty.flat_pair(err, sigma, positive=True)
+  out = calibration.all_figures(err, fitted.scale * sigma)
+  if not fitted.quantiles:
+    return out
+  # Central intervals of the recalibrated CDF: the pixel lies in the
+  # p-interval iff |Phi^-1(cdf)| <= z(p), so that ratio stands for |t|.
+  ratio = np.sort(np.abs(special.ndtri(cdf(fitted, err / sigma))))
+  out.update(uncertainty.interval_figures(ratio))
+  out.update(calibration.curve_errors(ratio))
+  levels = calibration.INTERVAL_LEVELS
+  bounds = (quantile(fitted, 0.5 - levels / 2),
+            quantile(fitted, 0.5 + levels / 2))
+  out['interval_score'] = calibration.interval_score(err, sigma, levels,
+                                                     bounds)
+  out['nll'] = math.nan
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Recalibration:
+  """A fitted recalibration of one checkpoint (``WORKDIR/calibration.json``).
+
+  ``fitted_on``: the folder (or held-out set) it was fitted on, ``images``
+  its image names, ``step`` the checkpoint, ``y_correlation`` the channel
+  correlation Y's variance assumed, ``values`` a ``ChannelFit`` per channel
+  space.
+  """
+  method: str
+  fitted_on: str
+  images: tuple[str, ...]
+  step: int
+  y_correlation: float
+  values: Mapping[str, ChannelFit]
+
+  def describe(self) -> str:
+    scales = ', '.join(f'{c} s = {f.scale:.3f}' for c, f in
+                       self.values.items())
+    return (f'{self.method} fitted on {self.fitted_on} ({len(self.images)} '
+            f'images, step {self.step}; {scales})')
+
+  def to_json(self) -> dict:
+    return {'method': self.method, 'fitted_on': self.fitted_on,
+            'images': list(self.images), 'step': self.step,
+            'y_correlation': self.y_correlation,
+            'values': {c: dataclasses.asdict(f)
+                       for c, f in self.values.items()}}
+
+  @classmethod
+  def from_json(cls, d: Mapping) -> 'Recalibration':
+    """Raises ``KeyError``/``TypeError``/``ValueError`` on a bad dict."""
+    if d['method'] not in METHODS:
+      raise ValueError(f'unknown method {d["method"]!r}')
+    values = {c: ChannelFit(float(v['scale']),
+                            tuple(float(x) for x in v.get('quantiles', ())))
+              for c, v in d['values'].items()}
+    if set(values) != set(CHANNEL_SPACES):
+      raise ValueError(f'values for {sorted(values)}, expected '
+                       f'{list(CHANNEL_SPACES)}')
+    for f in values.values():
+      if not (f.scale > 0 and math.isfinite(f.scale)):
+        raise ValueError(f'scale {f.scale!r} is not a positive number')
+      if f.quantiles and (len(f.quantiles) < 2 or
+                          np.any(np.diff(f.quantiles) < 0)):
+        raise ValueError('quantiles are not nondecreasing')
+    return cls(d['method'], str(d['fitted_on']),
+               tuple(str(n) for n in d['images']), int(d['step']),
+               float(d['y_correlation']), values)
+
+
+def fit_channels(method: str, pairs: Mapping[str, tuple], *, fitted_on: str,
+                 images, step: int, y_correlation: float) -> Recalibration:
+  """Fits ``method`` on each channel space's pooled (err, sigma)."""
+  return Recalibration(method, fitted_on, tuple(images), int(step),
+                       float(y_correlation),
+                       {c: fit(method, *pairs[c]) for c in CHANNEL_SPACES})
+
+
+def path_in(workdir: str | os.PathLike) -> pathlib.Path:
+  return pathlib.Path(os.path.expanduser(str(workdir))) / FILE_NAME
+
+
+def save(workdir: str | os.PathLike, recal: Recalibration) -> pathlib.Path:
+  """Writes ``WORKDIR/calibration.json`` atomically (replacing one there)."""
+  path = path_in(workdir)
+  files.write_json(path, recal.to_json(), flag='--calibrate_on')
+  return path
+
+
+def load(workdir: str | os.PathLike) -> Recalibration | None:
+  """The workdir's stored recalibration, or None; a damaged file is a
+  ``UserError`` naming it."""
+  path = path_in(workdir)
+  if not path.exists():
+    return None
+  try:
+    return Recalibration.from_json(json.loads(path.read_text()))
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise UserError(f'{path}: not a recalibration this version can read '
+                    f'({type(e).__name__}: {e}); fit it again with '
+                    'evaluate --calibrate_on=DIR, or delete it') from e
+
+
+def for_step(workdir: str | os.PathLike, step: int, use: bool = True
+             ) -> Recalibration | None:
+  """The stored recalibration if ``use`` and it was fitted at ``step``;
+  one fitted at another checkpoint is logged and not used."""
+  recal = load(workdir) if use else None
+  if recal is not None and recal.step != step:
+    logging.warning('%s was fitted at step %d, not at step %d: not used '
+                    '(fit it again with evaluate --calibrate_on)',
+                    path_in(workdir), recal.step, step)
+    return None
+  if recal is not None:
+    logging.info('recalibration: %s', recal.describe())
+  return recal

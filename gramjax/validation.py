@@ -1,0 +1,136 @@
+"""Measuring while training: the validation sets of ``config.evals``
+(``Evaluator``, run by the training loop at its own period) and the sample
+images super-resolved at the end of a run (``write_samples``), both through
+``gramjax.evaluation``'s protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import time
+
+import numpy as np
+
+from gramjax import data as data_lib
+from gramjax import evaluation
+from gramjax import metrics
+from gramjax import pixels
+from gramjax import visualize
+from gramjax.errors import UserError
+
+EVALUATOR_KEYS = {'folder': None, 'every': None, 'convention': 'standard',
+                  'max_images': 0, 'tile': 128}
+
+
+@dataclasses.dataclass
+class Evaluator:
+  """A validation set measured while training (``config.evals.<name>``)."""
+  name: str
+  images: list[pathlib.Path]
+  every: int
+  convention: str = 'standard'
+  tile: int = 128
+
+  def run(self, predictor) -> dict[str, float]:
+    """``val/<name>/{psnr,ssim}`` and, for models that predict uncertainty,
+    ``nll``, ``ause`` and ``coverage_90`` (RGB, grey levels), plus the
+    seconds it took."""
+    start = time.time()
+    rate = evaluation.pool_rate_for(self.images)
+    results = [evaluation.evaluate_image(p, scale=predictor.scale,
+                              convention=self.convention,
+                              predictor=predictor, tile=self.tile,
+                              pool_rate=rate)
+               for p in self.images]
+    entry = evaluation.summarize(results, self.convention, pool_rate=rate)
+    out = {'psnr': entry['psnr'], 'ssim': entry['ssim']}
+    for key in ('nll', 'ause', 'coverage_90'):
+      if 'uncertainty' in entry:
+        out[key] = entry['uncertainty']['rgb'][key]
+    out['seconds'] = time.time() - start
+    return {f'val/{self.name}/{k}': float(v) for k, v in out.items()}
+
+
+def evaluators_from_config(config) -> list[Evaluator]:
+  """``config.evals`` (name -> {folder, every, convention, max_images,
+  tile}) as evaluators. A folder that does not exist is logged and left
+  out (training goes on); a bad key or value is a ``UserError``."""
+  evaluators = []
+  for name, spec in dict(config.get('evals') or {}).items():
+    key = f'config.evals.{name}'
+    spec = dict(spec)
+    unknown = set(spec) - set(EVALUATOR_KEYS)
+    if unknown:
+      raise UserError(f'{key}: unknown key(s) {sorted(unknown)}; use '
+                      f'{", ".join(EVALUATOR_KEYS)}')
+    spec = {k: spec.get(k, default) for k, default in EVALUATOR_KEYS.items()}
+    if not spec['folder'] or not isinstance(spec['every'], int) or (
+        spec['every'] < 1):
+      raise UserError(f'{key} needs a folder and every >= 1 (steps), got '
+                      f'folder={spec["folder"]!r}, every={spec["every"]!r}')
+    if spec['convention'] not in metrics.CONVENTIONS:
+      raise UserError(f'{key}.convention={spec["convention"]!r}: use one of '
+                      f'{", ".join(metrics.CONVENTIONS)}')
+    if spec['max_images'] < 0 or spec['tile'] < 0:
+      raise UserError(f'{key}: max_images and tile must be >= 0 (0: all '
+                      'images / no tiling)')
+    folder = str(spec['folder'])
+    if not folder.startswith('builtin:') and not pathlib.Path(
+        os.path.expanduser(folder)).exists():
+      logging.warning('validation set %s: %s does not exist; training goes '
+                      'on without it', name, folder)
+      continue
+    images = data_lib.resolve_images(folder, key=f'{key}.folder',
+                                     held_out=True)
+    if spec['max_images']:
+      images = images[:spec['max_images']]
+    logging.info('validation set %s: %d image(s) from %s every %d steps',
+                 name, len(images), folder, spec['every'])
+    evaluators.append(Evaluator(name, images, spec['every'],
+                                spec['convention'], spec['tile']))
+  return evaluators
+
+
+# -------------------------------------------------------------- samples --
+
+def write_samples(predictor, spec: str, outdir: pathlib.Path) -> list[dict]:
+  """Super-resolves each image of ``spec`` (a data spec, e.g.
+  ``config.data.sample_images``) and writes ``<stem>_mean.png``,
+  ``<stem>_uncertainty.png`` (sigma in grey levels, colour-mapped),
+  ``<stem>_bicubic.png`` and ``samples.json`` (PSNR-Y of both under the
+  standard convention, sigma median and 99th percentile)."""
+  scale = predictor.scale
+  outdir.mkdir(parents=True, exist_ok=True)
+  results = []
+  for path in data_lib.resolve_images(spec, key='config.data.sample_images',
+                                      held_out=True):
+    hr = pixels.crop_to_scale(data_lib.load_image(path), scale)
+    lr = pixels.make_lr(hr, scale)
+    mean, log_var = predictor(lr / 255.0)
+    sr = pixels.mean_to_uint8(mean)
+    bic = pixels.upscale_bicubic(lr, scale)
+    sigma = pixels.sigma_grey(log_var)
+    visualize.save_png(outdir / f'{path.stem}_mean.png', sr)
+    visualize.save_png(outdir / f'{path.stem}_bicubic.png', bic)
+    visualize.save_png(outdir / f'{path.stem}_uncertainty.png',
+                       visualize.colormap(sigma))
+    grey = metrics.is_greyscale_file(path)
+    result = {'image': path.name,
+              'psnr_y': metrics.measure(sr, hr, scale=scale, grey=grey)[0],
+              'psnr_y_bicubic': metrics.measure(bic, hr, scale=scale,
+                                                grey=grey)[0],
+              'sigma_grey_median': float(np.median(sigma)),
+              'sigma_grey_p99': float(np.percentile(sigma, 99))}
+    logging.info(
+        'sample %s: PSNR-Y %.2f dB (bicubic %.2f dB), sigma median %.2f / '
+        'p99 %.2f grey levels -> %s', path.name, result['psnr_y'],
+        result['psnr_y_bicubic'], result['sigma_grey_median'],
+        result['sigma_grey_p99'], outdir)
+    result['weights'] = predictor.weights
+    results.append(result)
+  (outdir / 'samples.json').write_text(json.dumps(results, indent=2))
+  return results
