@@ -1,16 +1,20 @@
-"""Table I at CPU scale: trains the five losses over several seeds, evaluates
-them with the literature's conventions and writes docs/results.md.
+"""Table I at CPU scale, and what GRAM costs and buys: trains Table I's
+losses and their siblings (``configs/cpu_scale.py``'s ten variants) over
+three seeds, evaluates them with the literature's conventions before and
+after recalibration, and writes docs/results.md.
 
     python benchmarks/reproduce_cpu_scale.py
 
-(defaults: configs/cpu_scale.py, seeds 0 and 1, training on
-../shared/data/SunHays80, evaluation on ../shared/data/Set5 and Set14, runs
-in runs/cpu_scale/, report in docs/results.md plus docs/results.json and
+(defaults: seeds 0, 1 and 2, training on ../shared/data/SunHays80 less the
+ten images ``data.holdout`` keeps out, which fit each model's
+recalibrations; evaluation on ../shared/data/Set5 and Set14; runs in
+runs/cpu_scale/; report in docs/results.md plus docs/results.json and
 docs/results_figures/). Each training is ``python -m gramjax.main`` in a
 subprocess; run the script again after an interruption and finished models
-are kept, an unfinished one resumes from its last checkpoint, and only the
-evaluation is redone. ``--steps=N`` shortens every training (a smoke test;
-the report then says so).
+are kept, an unfinished one resumes from its last checkpoint, and finished
+evaluations are kept too (``--reevaluate`` redoes them). ``--steps=N``
+shortens every training (a smoke test; the report then says so).
+``--train_only`` stops after training.
 """
 
 from __future__ import annotations
@@ -104,129 +108,369 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
           statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def pm(values: list[float], fmt: str = '.2f') -> str:
+  """'mean ±sd' over seeds."""
+  m, sd = mean_sd(values)
+  return f'{m:{fmt}} ±{sd:{fmt}}'
+
+
+# ---------------------------------------------------------- evaluation --
+
+# Bump when what evaluate_model stores changes: cached evaluations of an
+# older version are redone.
+EVAL_VERSION = 1
+
+
+def evaluate_model(workdir: pathlib.Path, folders, scale: int,
+                   fresh: bool) -> dict:
+  """One trained model: PSNR/SSIM and (for likelihood models) every
+  uncertainty figure on each test folder, before and after each
+  recalibration method fitted on the images its training held out
+  (``config.data.holdout``), plus the reliability curves for the figures.
+  Kept in WORKDIR/study_eval.json, reused while the checkpoint, folders and
+  EVAL_VERSION are the same (``fresh`` redoes it)."""
+  from gramjax import evaluation  # pylint: disable=g-import-not-at-top
+  from gramjax import inference  # pylint: disable=g-import-not-at-top
+  from gramjax import recalibration  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  predictor = inference.load(workdir)
+  key = {'version': EVAL_VERSION, 'step': predictor.step,
+         'folders': [str(f.path) for f in folders]}
+  cache = workdir / 'study_eval.json'
+  if cache.exists() and not fresh:
+    saved = json.loads(cache.read_text())
+    if saved.get('key') == key:
+      return saved['result']
+  entries, per_image = evaluation.evaluate_folders(
+      folders, scale=scale, convention='standard', predictor=predictor,
+      quiet=True)
+  result = {'folders': entries, 'curves': {}}
+  if predictor.predicts_uncertainty:
+    fitted_on, images = evaluation.calibration_images('heldout', predictor)
+    evaluation.check_disjoint(fitted_on, images, folders)
+    _, calib = evaluation.evaluate_folder(
+        evaluation.Folder('calibration', pathlib.Path(fitted_on), images),
+        scale=scale, convention='standard', predictor=predictor, quiet=True)
+    pairs = {c: evaluation.pooled(calib, c)
+             for c in recalibration.CHANNEL_SPACES}
+    result['calibration'] = {}
+    for method in recalibration.METHODS:
+      recal = recalibration.fit_channels(
+          method, pairs, fitted_on=fitted_on, images=[p.name for p in images],
+          step=predictor.step, y_correlation=1.0)
+      result['calibration'][method] = evaluation.calibration_summary(recal)
+      for f in folders:
+        entry, results = entries[f.name], per_image[f.name]
+        entry[f'uncertainty_{method}'] = evaluation.calibrated_entry(
+            results, recal, 1.0, entry['uncertainty']['pooled_share'])
+        err, sig = evaluation.pooled(results, 'rgb')
+        curves = result['curves'].setdefault(f.name, {})
+        if method == recalibration.METHODS[0]:
+          raw = recalibration.ChannelFit(1.0)
+          curves['raw'] = recalibration.calibration_curve(raw, err,
+                                                          sig).observed
+          # The factor that would have calibrated this folder itself.
+          entry['ideal_scale_rgb'] = float(np.sqrt(np.mean((err / sig)**2)))
+        curves[method] = recalibration.calibration_curve(
+            recal.values['rgb'], err, sig).observed
+    result['curves'] = {f: {k: [float(x) for x in v] for k, v in c.items()}
+                        for f, c in result['curves'].items()}
+  cache.write_text(json.dumps({'key': key, 'result': result}))
+  return result
+
+
+# -------------------------------------------------------------- tables --
+
+def psnr(results, loss, seed, folder, key='psnr') -> float:
+  return results[loss][seed]['folders'][folder][key]
+
+
+def diffs(results, a, b, seeds, folder, key='psnr') -> list[float]:
+  """Per seed: a - b, both trained with that seed."""
+  return [psnr(results, a, s, folder, key) - psnr(results, b, s, folder, key)
+          for s in seeds]
+
+
 def table_one(results, losses, seeds, folders) -> str:
-  """Rows = datasets; Bicubic, then each loss: mean over seeds of PSNR/SSIM,
-  the seed standard deviation, and the mean per-seed difference from MSE."""
-  cols = ['Bicubic'] + [NAMES[l] for l in losses]
-  lines = ['| Dataset | ' + ' | '.join(cols) + ' |',
-           '| --- |' + ' --- |' * len(cols)]
-  for f in folders:
-    b = results['bicubic'][f]
-    cells = [f'{b["psnr"]:.2f}/{b["ssim"]:.4f}']
-    for loss in losses:
-      ps = [results[loss][s][f]['psnr'] for s in seeds]
-      ss = [results[loss][s][f]['ssim'] for s in seeds]
-      (pm, psd), (sm, ssd) = mean_sd(ps), mean_sd(ss)
-      cell = f'{pm:.2f}/{sm:.4f} (±{psd:.2f}/±{ssd:.4f})'
-      if loss != 'mse' and 'mse' in losses:
-        dp = statistics.fmean(results[loss][s][f]['psnr'] -
-                              results['mse'][s][f]['psnr'] for s in seeds)
-        ds = statistics.fmean(results[loss][s][f]['ssim'] -
-                              results['mse'][s][f]['ssim'] for s in seeds)
-        cell += f' [{dp:+.2f}/{ds:+.4f}]'
-      cells.append(cell)
-    lines.append(f'| {f} | ' + ' | '.join(cells) + ' |')
+  """Rows = models (Bicubic first); per dataset the PSNR/SSIM mean ±sd over
+  seeds and the mean per-seed difference from MSE."""
+  head = ' | '.join(f'{f} PSNR | {f} SSIM | {f} vs MSE' for f in folders)
+  lines = [f'| Model | {head} |',
+           '| --- |' + ' ---: | ---: | ---: |' * len(folders)]
+  bic = results['bicubic']
+  lines.append('| Bicubic | ' + ' | '.join(
+      f'{bic[f]["psnr"]:.2f} | {bic[f]["ssim"]:.4f} | ' +
+      (f'{bic[f]["psnr"] - statistics.fmean(psnr(results, "mse", s, f) for s in seeds):+.2f}'
+       if 'mse' in losses else '') for f in folders) + ' |')
+  for loss in losses:
+    cells = []
+    for f in folders:
+      cells.append(pm([psnr(results, loss, s, f) for s in seeds]))
+      cells.append(pm([psnr(results, loss, s, f, 'ssim') for s in seeds],
+                      '.4f'))
+      cells.append('' if loss == 'mse' or 'mse' not in losses else
+                   pm(diffs(results, loss, 'mse', seeds, f)))
+    lines.append(f'| {NAMES[loss]} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
 
 def per_seed_table(results, losses, seeds, folders) -> str:
-  lines = ['| Dataset | seed | ' + ' | '.join(NAMES[l] for l in losses) + ' |',
-           '| --- | --- |' + ' --- |' * len(losses)]
-  for f in folders:
-    for s in seeds:
-      lines.append(f'| {f} | {s} | ' + ' | '.join(
-          f'{results[l][s][f]["psnr"]:.2f}/{results[l][s][f]["ssim"]:.4f}'
-          for l in losses) + ' |')
-  return '\n'.join(lines)
-
-
-QUALITY = [('NLL', 'nll', '.3f'), ('AUSE', 'ause', '.4f'),
-           ('AUCE', 'auce', '.4f'), ('cov 90', 'coverage_90', '.3f'),
-           ('Spearman', 'spearman', '.3f'), ('sigma', 'mean_sigma', '.2f'),
-           ('RMSE', 'rmse', '.2f')]
-
-
-def quality_table(results, losses, seeds, folders) -> str:
-  lines = ['| Dataset | Model | ' + ' | '.join(q[0] for q in QUALITY) + ' |',
-           '| --- | --- |' + ' ---: |' * len(QUALITY)]
-  for f in folders:
-    for loss in losses:
-      qs = [results[loss][s][f].get('uncertainty', {}).get('y')
-            for s in seeds]
-      if not all(qs):
-        continue
-      cells = []
-      for _, key, fmt in QUALITY:
-        m, sd = mean_sd([q[key] for q in qs])
-        cells.append(f'{m:{fmt}} ±{sd:{fmt}}')
-      lines.append(f'| {f} | {NAMES[loss]} | ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines)
-
-
-def ordering(results, losses, seeds, folders) -> list[str]:
-  """Plain statements of whether the paper's two claims hold here."""
-  out = []
-  need = {'mse', 'mle', 'gram'}
-  if not need <= set(losses):
-    return ['(The ordering needs mse, mle and gram; not all were trained.)']
-  for f in folders:
-    d = lambda a, b, k='psnr': [results[a][s][f][k] - results[b][s][f][k]
-                                for s in seeds]
-    gm, mm, gmle = d('gram', 'mse'), d('mle', 'mse'), d('gram', 'mle')
-    gm_s, gmle_s = d('gram', 'mse', 'ssim'), d('gram', 'mle', 'ssim')
-    below = all(x > 0 for x in gmle)
-    close = all(abs(x) <= 0.1 for x in gm)
-    out.append(
-        f'- **{f}**: MLE {"is" if all(x < 0 for x in mm) else "is not"} '
-        f'below MSE in every seed (MLE - MSE: '
-        f'{", ".join(f"{x:+.2f}" for x in mm)} dB); MLE '
-        f'{"is" if below else "is not"} below GRAM in every seed (GRAM - MLE:'
-        f' {", ".join(f"{x:+.2f}" for x in gmle)} dB, SSIM '
-        f'{", ".join(f"{x:+.4f}" for x in gmle_s)}); GRAM '
-        f'{"is" if close else "is not"} within 0.1 dB of MSE in every seed '
-        f'(GRAM - MSE: {", ".join(f"{x:+.2f}" for x in gm)} dB, SSIM '
-        f'{", ".join(f"{x:+.4f}" for x in gm_s)}).')
-  return out
-
-
-def summary(results, losses, seeds, folders) -> list[str]:
-  """The verdict over every (dataset, seed) pair, and how each uncertainty
-  model's sigma compares with its actual error."""
-  out = []
-  if {'mse', 'mle', 'gram'} <= set(losses):
-    pairs = [(f, s) for f in folders for s in seeds]
-    psnr = lambda l, f, s: results[l][s][f]['psnr']
-    mle_mse = all(psnr('mle', f, s) < psnr('mse', f, s) for f, s in pairs)
-    mle_gram = all(psnr('mle', f, s) < psnr('gram', f, s) for f, s in pairs)
-    gaps = [psnr('gram', f, s) - psnr('mse', f, s) for f, s in pairs]
-    close = all(abs(g) <= 0.1 for g in gaps)
-    out.append(
-        f'**Verdict.** Over all {len(pairs)} (dataset, seed) pairs: MLE is '
-        f'below MSE {"in every one" if mle_mse else "NOT in every one"}, '
-        f'and below GRAM {"in every one" if mle_gram else "NOT in every one"}'
-        f'; GRAM - MSE ranges from {min(gaps):+.2f} to {max(gaps):+.2f} dB. '
-        'The paper\'s ordering (MLE below GRAM, GRAM close to MSE) '
-        + ('holds here, GRAM within 0.1 dB of MSE as in the paper.'
-           if mle_gram and close else
-           'holds in its order: GRAM recovers most of what MLE loses, but '
-           'stays further from MSE than the paper\'s ~0.1 dB at this scale.'
-           if mle_gram else 'does NOT hold here.'))
-  rows = []
+  lines = ['| Model | ' + ' | '.join(f'{f} s{s}' for f in folders
+                                     for s in seeds) + ' |',
+           '| --- |' + ' ---: |' * (len(folders) * len(seeds))]
   for loss in losses:
-    qs = [results[loss][s][f].get('uncertainty', {}).get('y')
-          for s in seeds for f in folders]
-    if not all(qs):
-      continue
-    ratio = statistics.fmean(q['mean_sigma'] / q['rmse'] for q in qs)
-    cov = statistics.fmean(q['coverage_90'] for q in qs)
-    note = ('sigma over-estimated' if cov > 0.97 else
-            'sigma under-estimated' if cov < 0.8 else 'roughly calibrated')
-    rows.append(f'{NAMES[loss]} {ratio:.2f} ({cov:.3f}, {note})')
-  if rows:
-    out.append('**Uncertainty.** Mean sigma / RMSE (and coverage of the '
-               'central 90 % interval), averaged over datasets and seeds: '
-               + '; '.join(rows) + '.')
+    lines.append(f'| {NAMES[loss]} | ' + ' | '.join(
+        f'{psnr(results, loss, s, f):.2f}' for f in folders for s in seeds)
+        + ' |')
+  return '\n'.join(lines)
+
+
+def likelihood(results, losses, seeds) -> list[str]:
+  """The models with a trained variance head."""
+  return [l for l in losses
+          if 'uncertainty' in results[l][seeds[0]]['folders'][
+              next(iter(results[l][seeds[0]]['folders']))]]
+
+
+def figure(results, loss, seeds, folder, block, channel, key) -> list[float]:
+  """One uncertainty figure per seed (``block``: 'uncertainty',
+  'uncertainty_sigma_scaling' or 'uncertainty_isotonic')."""
+  return [results[loss][s]['folders'][folder][block][channel][key]
+          for s in seeds]
+
+
+QUALITY = [('NLL', 'uncertainty', 'nll', '.2f'),
+           ('AUSE', 'uncertainty', 'ause', '.3f'),
+           ('Spearman', 'uncertainty', 'spearman', '.3f'),
+           ('AUCE', 'uncertainty', 'auce', '.3f'),
+           ('MACE', 'uncertainty', 'mace', '.3f'),
+           ('cov90', 'uncertainty', 'coverage_90', '.3f'),
+           ('sigma/RMSE', None, None, '.2f'),
+           ('NLL (s)', 'uncertainty_sigma_scaling', 'nll', '.2f'),
+           ('MACE (s)', 'uncertainty_sigma_scaling', 'mace', '.3f'),
+           ('cov90 (s)', 'uncertainty_sigma_scaling', 'coverage_90', '.3f'),
+           ('MACE (iso)', 'uncertainty_isotonic', 'mace', '.3f'),
+           ('cov90 (iso)', 'uncertainty_isotonic', 'coverage_90', '.3f')]
+
+
+def quality_table(results, losses, seeds, folder, channel) -> str:
+  """Rows = likelihood models; before, then after sigma scaling (s) and
+  isotonic recalibration (iso), mean ±sd over seeds."""
+  lines = ['| Model | ' + ' | '.join(q[0] for q in QUALITY) + ' |',
+           '| --- |' + ' ---: |' * len(QUALITY)]
+  for loss in likelihood(results, losses, seeds):
+    cells = []
+    for _, block, key, fmt in QUALITY:
+      if key is None:
+        vals = [a / b for a, b in zip(
+            figure(results, loss, seeds, folder, 'uncertainty', channel,
+                   'mean_sigma'),
+            figure(results, loss, seeds, folder, 'uncertainty', channel,
+                   'rmse'))]
+      else:
+        vals = figure(results, loss, seeds, folder, block, channel, key)
+      cells.append(pm(vals, fmt))
+    lines.append(f'| {NAMES[loss]} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def scale_table(results, losses, seeds, folders) -> str:
+  """The sigma-scaling factor fitted on the held-out images against the one
+  each test set would have needed (RGB)."""
+  lines = ['| Model | fitted s (held-out SunHays80) | ' + ' | '.join(
+      f'ideal s on {f}' for f in folders) + ' |',
+           '| --- | ---: |' + ' ---: |' * len(folders)]
+  for loss in likelihood(results, losses, seeds):
+    fitted = [results[loss][s]['calibration']['sigma_scaling']['values']
+              ['rgb']['scale'] for s in seeds]
+    ideal = [pm([results[loss][s]['folders'][f]['ideal_scale_rgb']
+                 for s in seeds]) for f in folders]
+    lines.append(f'| {NAMES[loss]} | {pm(fitted)} | ' + ' | '.join(ideal)
+                 + ' |')
+  return '\n'.join(lines)
+
+
+def y_table(results, losses, seeds, folders) -> str:
+  """RGB against Y coverage_90 (full channel correlation, the default) and
+  the measured correlation of the channel errors."""
+  lines = ['| Model | ' + ' | '.join(
+      f'{f} error corr. | {f} RGB cov90 | {f} Y cov90 | {f} Y cov90 (s)'
+      for f in folders) + ' |',
+           '| --- |' + ' ---: | ---: | ---: | ---: |' * len(folders)]
+  for loss in likelihood(results, losses, seeds):
+    cells = []
+    for f in folders:
+      cells.append(pm([results[loss][s]['folders'][f]
+                       ['error_channel_correlation'] for s in seeds]))
+      cells.append(pm(figure(results, loss, seeds, f, 'uncertainty', 'rgb',
+                             'coverage_90'), '.3f'))
+      cells.append(pm(figure(results, loss, seeds, f, 'uncertainty', 'y',
+                             'coverage_90'), '.3f'))
+      cells.append(pm(figure(results, loss, seeds, f,
+                             'uncertainty_sigma_scaling', 'y',
+                             'coverage_90'), '.3f'))
+    lines.append(f'| {NAMES[loss]} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+# ------------------------------------------------------------- answers --
+
+NOISE_FLOOR = 0.05    # dB: below this a PSNR difference is not claimed.
+
+
+def gap(results, a, b, seeds, folders) -> tuple[float, float]:
+  """Mean and seed sd of a - b (PSNR), pooled over folders and seeds."""
+  return mean_sd([d for f in folders for d in diffs(results, a, b, seeds, f)])
+
+
+def real(m: float, sd: float) -> bool:
+  """A difference worth a word: beyond the noise floor and its seed sd."""
+  return abs(m) > max(NOISE_FLOOR, sd)
+
+
+def cost_answer(results, losses, seeds, folders) -> list[str]:
+  """What GRAM's PSNR cost is here and what causes it."""
+  if not {'mse', 'gram'} <= set(losses):
+    return ['(Needs MSE and GRAM.)']
+  g = lambda a, b='mse': gap(results, a, b, seeds, folders)
+  fmt = lambda ms: f'{ms[0]:+.2f} ±{ms[1]:.2f} dB'
+  per = ', '.join(f'{f} {pm(diffs(results, "gram", "mse", seeds, f))} dB'
+                  for f in folders)
+  out = [f'- **Cost.** GRAM is {fmt(g("gram"))} from MSE over '
+         f'{len(folders)} set(s) and {len(seeds)} seeds ({per}; the paper: '
+         'about -0.05 to -0.1 dB at full scale).']
+  have = lambda *ls: set(ls) <= set(losses)
+  if have('faithful', 'beta_nll_1'):
+    faithful, beta1, gram = g('faithful'), g('beta_nll_1'), g('gram')
+    same_as_gram = abs(beta1[0] - gram[0]) <= max(NOISE_FLOOR, beta1[1],
+                                                   gram[1])
+    out.append(
+        f'- **Cause.** beta-NLL with beta = 1, whose gradient for the mean '
+        f'is exactly the MSE\'s, is {fmt(beta1)} from MSE'
+        + (', the same as GRAM' if same_as_gram else
+           f', {"less" if beta1[0] > gram[0] else "more"} than GRAM')
+        + f'; the faithful model, whose trunk gets only the MSE\'s gradient, '
+        f'is {fmt(faithful)} from MSE. '
+        + ('So the cost is not the attention mask reweighting the mean\'s '
+           'gradient: it comes from the variance head\'s gradient flowing '
+           'into the trunk the mean shares; stopping that gradient '
+           '(faithful) removes it.'
+           if real(*beta1) and not real(*faithful) else
+           'The variance head\'s gradient into the shared trunk does not '
+           'explain the cost here.' if not real(*beta1) else
+           'Even the faithful model loses PSNR here, so the shared trunk '
+           'is not the whole story.'))
+  for name, label in (('gram_warmup', 'an MSE warm-up of the first third'),
+                      ('gram_noise_init', 'the log-variance head started at '
+                       'the data\'s noise level (s = 2 ln(10/127.5))'),
+                      ('gram_255', 'the mask computed in [0, 255] units')):
+    if have(name):
+      d = g(name, 'gram')
+      out.append(f'- **GRAM with {label}**: {fmt(d)} against GRAM, '
+                 + ('a real difference.' if real(*d) else
+                    'within seed noise.'))
   return out
+
+
+def best_answer(results, losses, seeds, folders) -> list[str]:
+  """Which method gives the best uncertainty at equal PSNR."""
+  if 'mse' not in losses:
+    return ['(Needs MSE.)']
+  models = likelihood(results, losses, seeds)
+  close = [l for l in models
+           if gap(results, l, 'mse', seeds, folders)[0] >= -0.1]
+  score = lambda l, block, key: statistics.fmean(
+      v for f in folders
+      for v in figure(results, l, seeds, f, block, 'rgb', key))
+  if not close:
+    nearest = max(models, key=lambda l: gap(results, l, 'mse', seeds,
+                                            folders)[0])
+    return [f'- **Equal PSNR.** No likelihood model is within 0.1 dB of MSE; '
+            f'the nearest is {NAMES[nearest]} '
+            f'({gap(results, nearest, "mse", seeds, folders)[0]:+.2f} dB).']
+  ranked = sorted(close, key=lambda l: score(l, 'uncertainty', 'ause'))
+  nll = sorted(close, key=lambda l: score(l, 'uncertainty_sigma_scaling',
+                                          'nll'))
+  listing = ', '.join(
+      f'{NAMES[l]} (PSNR {gap(results, l, "mse", seeds, folders)[0]:+.2f} '
+      f'dB, AUSE {score(l, "uncertainty", "ause"):.3f}, Spearman '
+      f'{score(l, "uncertainty", "spearman"):.3f}, NLL after sigma scaling '
+      f'{score(l, "uncertainty_sigma_scaling", "nll"):.3f})' for l in ranked)
+  return [f'- **Equal PSNR.** Within 0.1 dB of MSE (means over sets and '
+          f'seeds, RGB): {listing}. {NAMES[ranked[0]]} ranks its errors best '
+          f'(lowest AUSE) and {NAMES[nll[0]]} has the best likelihood once '
+          'both are recalibrated.']
+
+
+def recal_answer(results, losses, seeds, folders) -> list[str]:
+  """Whether recalibration removes the differences in calibration."""
+  models = likelihood(results, losses, seeds)
+  if not models:
+    return []
+  cov = lambda l, f, block: statistics.fmean(
+      figure(results, l, seeds, f, block, 'rgb', 'coverage_90'))
+  spread = lambda block, key: [statistics.fmean(
+      v for f in folders for v in figure(results, l, seeds, f, block, 'rgb',
+                                         key)) for l in models]
+  within = {l: all(abs(cov(l, f, 'uncertainty_sigma_scaling') - 0.9) <= 0.03
+                   for f in folders) for l in models}
+  ok = [NAMES[l] for l in models if within[l]]
+  bad = [f'{NAMES[l]} (' + ', '.join(
+      f'{f} {cov(l, f, "uncertainty_sigma_scaling"):.3f}' for f in folders)
+         + ')' for l in models if not within[l]]
+  before = spread('uncertainty', 'mace')
+  after = spread('uncertainty_sigma_scaling', 'mace')
+  iso = spread('uncertainty_isotonic', 'mace')
+  ause = spread('uncertainty', 'ause')
+  rho = spread('uncertainty', 'spearman')
+  out = [f'- **Coverage after recalibration.** RGB coverage of the 90 % '
+         f'interval before: {min(cov(l, f, "uncertainty") for l in models for f in folders):.3f}'
+         f' to {max(cov(l, f, "uncertainty") for l in models for f in folders):.3f}. '
+         'After sigma scaling fitted on the ten held-out SunHays80 images, it '
+         'is within 0.03 of 0.9 on ' + ' and '.join(folders) + ' for '
+         + (', '.join(ok) if ok else 'no model')
+         + (f'; not for {", ".join(bad)}' if bad else '') + '.']
+  if bad:
+    out.append(
+        '  Why not: one factor fitted on other photographs cannot be right '
+        'for every test set when the test sets need different factors; the '
+        'table of fitted against ideal factors below shows by how much they '
+        'differ (SunHays80 photographs are JPEG-compressed scenes, Set5 and '
+        'Set14 mostly clean close-ups).')
+  out.append(
+      f'- **What is left.** MACE across the likelihood models spans '
+      f'{min(before):.3f}-{max(before):.3f} before, '
+      f'{min(after):.3f}-{max(after):.3f} after sigma scaling and '
+      f'{min(iso):.3f}-{max(iso):.3f} after isotonic recalibration: '
+      + ('recalibration removes most of the differences in calibration, so '
+         'those were not real. '
+         if max(after) - min(after) < 0.5 * (max(before) - min(before)) else
+         'recalibration does not remove the differences in calibration. ')
+      + f'What it cannot change is ranking: AUSE spans {min(ause):.3f}-'
+      f'{max(ause):.3f} and Spearman {min(rho):.3f}-{max(rho):.3f}, the '
+      'same before and after; those differences are the real ones.')
+  return out
+
+
+def reliability_figures(results, losses, seed, folders, fig_dir
+                        ) -> list[tuple[str, pathlib.Path]]:
+  """Per folder, the RGB reliability diagrams of seed ``seed``'s likelihood
+  models before and after sigma scaling (matplotlib)."""
+  from gramjax import figures  # pylint: disable=g-import-not-at-top
+  from gramjax import uncertainty  # pylint: disable=g-import-not-at-top
+  models = likelihood(results, losses, [seed])
+  expected = list(1.0 - uncertainty.DEFAULT_ALPHAS)
+  written = []
+  for f in folders:
+    for block, title in (('raw', 'before recalibration'),
+                         ('sigma_scaling', 'after sigma scaling')):
+      curves = {NAMES[l]: (expected, results[l][seed]['curves'][f][block])
+                for l in models}
+      path = figures.reliability_diagram(
+          curves, fig_dir / f'reliability_{f}_{block}.png',
+          title=f'{f}, RGB, {title}')
+      written.append((f'Reliability, {f} (RGB), {title}, seed {seed}', path))
+  return written
 
 
 def main():
@@ -238,15 +482,13 @@ def main():
   p.add_argument('--data', default='../shared/data/Set5,../shared/data/Set14')
   p.add_argument('--runs', default='runs/cpu_scale')
   p.add_argument('--out', default='docs/results.md')
-  # The Fig. 3-style comparison holds crops of the benchmark images, which
-  # must not be committed: off for the docs, on for your own runs.
-  p.add_argument('--fig_images', type=int, default=0,
-                 help='images per dataset in a Fig. 3-style comparison '
-                 'figure (crops of the HR images; 0: none)')
   p.add_argument('--steps', type=int, default=0,
                  help='override total_steps (smoke test); 0: the config\'s')
   p.add_argument('--train_only', action='store_true',
                  help='train (or resume) every model, then stop')
+  p.add_argument('--reevaluate', action='store_true',
+                 help='redo every evaluation (else kept in each run\'s '
+                 'study_eval.json)')
   args = p.parse_args()
   os.chdir(ROOT)
   losses = [l.strip() for l in args.losses.split(',') if l.strip()]
@@ -260,10 +502,6 @@ def main():
                '../shared/data beside the repository; pass --train_dir and '
                '--data to use others)')
 
-  from gramjax import evaluation  # pylint: disable=g-import-not-at-top
-  from gramjax import inference  # pylint: disable=g-import-not-at-top
-  from gramjax import reporting  # pylint: disable=g-import-not-at-top
-  from gramjax import state as state_lib  # pylint: disable=g-import-not-at-top
   import importlib.util  # pylint: disable=g-import-not-at-top
   spec = importlib.util.spec_from_file_location('cfg', ROOT / args.config)
   cfg_mod = importlib.util.module_from_spec(spec)
@@ -277,10 +515,15 @@ def main():
   dirty = bool(sh('git', 'status', '--porcelain', '--untracked-files=no'))
   started = time.time()
   runs = pathlib.Path(args.runs)
+  # Every model has the same architecture: one persistent compilation cache
+  # spares each evaluation (and training) recompiling per image shape.
+  os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
+                        str((runs / '.jax_cache').resolve()))
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
   jobs = [(l, s) for s in seeds for l in losses]
   walls, trained_at = {}, {}
   for i, (loss, seed) in enumerate(jobs, 1):
-    done = [w for w in walls.values()]
+    done = list(walls.values())
     eta = ('' if not done else ' ETA ' + fmt_s(
         statistics.fmean(done) * (len(jobs) - i + 1)))
     print(f'[{i}/{len(jobs)}] training {loss} seed {seed} '
@@ -291,44 +534,42 @@ def main():
   if args.train_only:
     return
 
+  from gramjax import evaluation  # pylint: disable=g-import-not-at-top
+  from gramjax import state as state_lib  # pylint: disable=g-import-not-at-top
   folders = evaluation.resolve_folders(args.data)
   names = [f.name for f in folders]
   results = {'bicubic': evaluation.evaluate_folders(
       folders, scale=config.model.scale, convention='standard',
       quiet=True)[0]}
-  predictors, per_image = {}, {}
-  eval_start = time.time()
-  for loss in losses:
-    results[loss] = {}
-    for seed in seeds:
-      print(f'evaluating {loss} seed {seed}', file=sys.stderr, flush=True)
-      predictor = inference.load(runs / f'{loss}_seed{seed}')
-      results[loss][seed], images = evaluation.evaluate_folders(
-          folders, scale=config.model.scale, convention='standard',
-          predictor=predictor, quiet=True)
-      if seed == seeds[0]:
-        predictors[NAMES[loss]] = predictor
-        per_image[NAMES[loss]] = images
+  eval_start, eval_times = time.time(), []
+  for i, (loss, seed) in enumerate(jobs, 1):
+    eta = ('' if not eval_times else ' ETA ' + fmt_s(
+        statistics.fmean(eval_times) * (len(jobs) - i + 1)))
+    print(f'[{i}/{len(jobs)}] evaluating {loss} seed {seed}{eta}',
+          file=sys.stderr, flush=True)
+    t0 = time.time()
+    results.setdefault(loss, {})[seed] = evaluate_model(
+        runs / f'{loss}_seed{seed}', folders, config.model.scale,
+        args.reevaluate)
+    eval_times.append(time.time() - t0)
   eval_s = time.time() - eval_start
 
   out = pathlib.Path(args.out)
   fig_dir = out.parent / f'{out.stem}_figures'
-  written, note = reporting.write_figures(
-      predictors, per_image, folders, scale=config.model.scale, tile=128,
-      directory=fig_dir, fig_images=args.fig_images)
   pictures = [f'![{title}]({os.path.relpath(path, out.parent)})'
-              for title, path in written] + ([note] if note else [])
-
+              for title, path in reliability_figures(results, losses,
+                                                     seeds[0], names,
+                                                     fig_dir)]
   m = config.model
-  train_total = sum(walls.values())
   params = state_lib.build(config).params
   import jax  # pylint: disable=g-import-not-at-top
   n_params = sum(x.size for x in jax.tree.leaves(params))
   cmd = 'python benchmarks/reproduce_cpu_scale.py' + ''.join(
       f' --{k}={v}' for k, v in vars(args).items()
       if v != p.get_default(k))
+  variants = cfg_mod.VARIANTS
   doc = [
-      '# Table I at CPU scale',
+      '# Table I at CPU scale: what GRAM costs and buys',
       '',
       f'Produced by `{cmd}` from a clean checkout of commit `{commit}`'
       f'{" (with uncommitted changes!)" if dirty else ""} on '
@@ -336,7 +577,14 @@ def main():
       f'{"s" if len(set(trained_at.values())) > 1 else ""} '
       f'{", ".join(f"`{c}`" for c in sorted(set(trained_at.values())))}); '
       'rerun that command to regenerate this page, its JSON (`' +
-      out.with_suffix('.json').name + '`) and its pictures.',
+      out.with_suffix('.json').name + '`) and its pictures. Every number '
+      'and every sentence below comes from that run.',
+      '',
+      '## Answers',
+      '',
+      *cost_answer(results, losses, seeds, names),
+      *best_answer(results, losses, seeds, names),
+      *recal_answer(results, losses, seeds, names),
       '',
       '## Setup',
       '',
@@ -344,61 +592,87 @@ def main():
       f'{m.channels} channels, {m.first_kernel}x{m.first_kernel} first conv, '
       f'{m.head_kernel}x{m.head_kernel} heads, LeakyReLU({m.leaky_slope}), '
       f'{n_params / 1e6:.3f}M parameters (the paper: 16 x 64, 9x9 heads).',
-      f'- Training: `{args.config}:<loss>`, {config.total_steps} steps'
+      f'- Training: `{args.config}:<variant>`, {config.total_steps} steps'
       f'{" (shortened with --steps: a smoke test, not a result)" if args.steps else ""}'
       f', batches of {config.batch_size} random {config.data.crop_size}x'
-      f'{config.data.crop_size} HR crops of the {args.train_dir} photos with '
-      'flips and 90/180/270 rotations, LR by MATLAB bicubic on the device, '
+      f'{config.data.crop_size} HR crops of the {args.train_dir} photos '
+      f'except {config.data.holdout} held out (`data.holdout`) with flips '
+      'and 90/180/270 rotations, LR by MATLAB bicubic on the device, '
       f'Adam({config.optimizer.b1}, {config.optimizer.b2}), lr '
       f'{config.optimizer.lr_values[0]:g} then '
       f'{config.optimizer.lr_values[1]:g} from step '
       f'{config.optimizer.lr_boundaries[0]}. Seeds {", ".join(map(str, seeds))}'
       ' (initialisation and data order).',
-      '- Losses: MSE (eq. 1), MLE = Gaussian NLL (eq. 3), GRAM (eq. 4, '
-      'sigmoid(s) in [-1, 1] units), loss-rescaling (eq. 5), beta-NLL '
-      '(beta = 0.5, Seitzer et al. 2022).',
+      '- Variants (`configs/cpu_scale.py`): ' + '; '.join(
+          f'{NAMES[l]}: `{variants[l][0]}`'
+          + (f' {variants[l][1]}' if variants[l][1] else '')
+          + (f' with {variants[l][2]}' if variants[l][2] else '')
+          for l in losses) + '. MSE (eq. 1), MLE = Gaussian NLL (eq. 3), '
+      'GRAM (eq. 4), loss-rescaling (eq. 5), beta-NLL (Seitzer et al. 2022), '
+      'faithful (Stirn et al. 2023: MSE for the mean, the NLL for the '
+      'variance head, which reads a stop-gradient copy of the features).',
       f'- Evaluation: {", ".join(names)}; x{m.scale} PSNR (dB)/SSIM on the '
-      'Y channel, the `standard` convention of docs/evaluation.md (MATLAB bicubic LR '
-      'rounded to uint8, shave 4 px, 11x11 Gaussian SSIM), latest checkpoint.',
+      'Y channel, the `standard` convention of docs/evaluation.md (MATLAB '
+      'bicubic LR rounded to uint8, shave 4 px, 11x11 Gaussian SSIM), latest '
+      'checkpoint. Uncertainty figures pooled over every pixel of a set, '
+      'in grey levels; RGB (every channel, what the likelihood is trained '
+      'on) is primary, Y assumes fully correlated channel errors.',
+      '- Recalibration: sigma scaling and isotonic recalibration, each fitted '
+      f'per model on the {config.data.holdout} SunHays80 images its training '
+      'held out (`evaluate --calibrate_on=heldout`; docs/evaluation.md, '
+      '"Recalibration").',
       f'- Hardware: {hardware()}.',
-      f'- Wall time: training {fmt_s(train_total)} for {len(jobs)} models '
-      f'({", ".join(f"{NAMES[l]} s{s} {fmt_s(w)}" for (l, s), w in walls.items())}'
-      f'), evaluation {fmt_s(eval_s)}, whole script '
-      f'{fmt_s(time.time() - started)} in the run that wrote this page.',
+      f'- Wall time: training {fmt_s(sum(walls.values()))} for {len(jobs)} '
+      f'models (about {fmt_s(statistics.fmean(walls.values()))} each), '
+      f'evaluation {fmt_s(eval_s)} in the run that wrote this page '
+      '(evaluations of unchanged checkpoints are kept in each run\'s '
+      '`study_eval.json`), whole script '
+      f'{fmt_s(time.time() - started)}.',
       '',
       '## Table I format',
       '',
-      f'PSNR/SSIM, mean over {len(seeds)} seeds; (±standard deviation over '
-      'seeds); [mean over seeds of the difference from MSE trained with the '
-      'same seed].',
+      f'PSNR (dB) / SSIM, mean ±standard deviation over {len(seeds)} seeds; '
+      '"vs MSE": the mean over seeds of the difference from the MSE model '
+      'trained with the same seed.',
       '',
       table_one(results, losses, seeds, names),
       '',
-      'Per seed:',
+      'PSNR per seed:',
       '',
       per_seed_table(results, losses, seeds, names),
       '',
-      '## Summary',
+      '## Uncertainty before and after recalibration (RGB)',
       '',
-      '\n\n'.join(summary(results, losses, seeds, names)),
+      'Gaussian NLL (nats per value, grey levels), AUSE (Ilg et al. 2018; '
+      'lower is better), Spearman correlation of sigma and |error|, AUCE '
+      '(Gustafsson et al. 2020) and MACE (uncertainty-toolbox) (0 is '
+      'calibrated), coverage of the central 90 % interval, mean sigma over '
+      'RMSE; then (s): after sigma scaling, (iso): after isotonic '
+      'recalibration (its NLL is undefined). AUSE and Spearman do not change '
+      'under either. Mean ±sd over seeds; MSE has no trained variance head.',
       '',
-      '## Does the paper\'s ordering hold at this scale?',
+      *[line for f in names for line in (
+          f'**{f}**', '', quality_table(results, losses, seeds, f, 'rgb'),
+          '')],
+      'The sigma-scaling factor fitted on the held-out images against the '
+      'factor that would have calibrated each test set on its own (RGB; 1 '
+      'is calibrated):',
       '',
-      'The paper (Table I, DIV2K, 3e5 steps): MLE loses PSNR/SSIM against '
-      'MSE, GRAM stays within about 0.1 dB of MSE. Here:',
+      scale_table(results, losses, seeds, names),
       '',
-      *ordering(results, losses, seeds, names),
+      '## The Y channel',
       '',
-      '## Uncertainty quality (Y channel)',
+      'The correlation of the R, G and B errors measured on each set '
+      '(`error_channel_correlation`), the RGB coverage of the 90 % interval '
+      'and the Y channel\'s with its variance for fully correlated channel '
+      'errors (the default, docs/evaluation.md), before and after sigma '
+      'scaling (fitted on Y):',
       '',
-      'Gaussian NLL (nats/pixel, grey levels), AUSE of the RMSE '
-      'sparsification curve (lower is better), AUCE (0: calibrated), '
-      'coverage of the central 90 % interval, Spearman correlation of sigma '
-      'and |error|, mean sigma and RMSE in grey levels; mean ±sd over seeds. '
-      'MSE has no trained variance head and is left out.',
+      y_table(results, losses, seeds, names),
       '',
-      quality_table(results, losses, seeds, names),
-      '',
+      *[line for f in names for line in (
+          f'**{f}, Y channel**', '',
+          quality_table(results, losses, seeds, f, 'y'), '')],
       f'## Pictures (seed {seeds[0]})',
       '',
       '\n\n'.join(pictures),
@@ -410,7 +684,8 @@ def main():
          'total_steps': config.total_steps, 'seeds': seeds,
          'train_seconds': {f'{l}_seed{s}': w for (l, s), w in walls.items()},
          'bicubic': results['bicubic'],
-         'models': {l: {str(s): results[l][s] for s in seeds}
+         'models': {l: {str(s): {k: v for k, v in results[l][s].items()
+                                 if k != 'curves'} for s in seeds}
                     for l in losses}}
   out.with_suffix('.json').write_text(json.dumps(raw, indent=2))
   print(f'wrote {out}, {out.with_suffix(".json")} and {fig_dir}/',

@@ -99,15 +99,32 @@ def quantile(fitted: ChannelFit, p) -> np.ndarray:
   return np.interp(p, np.linspace(0.0, 1.0, q.size), q)
 
 
+def sorted_ratio(fitted: ChannelFit, err: np.ndarray, sigma: np.ndarray
+                 ) -> np.ndarray:
+  """What every central-interval figure depends on, for the recalibrated
+  model: the sorted |Phi^-1(cdf)| (a pixel lies in the central p-interval
+  iff it is <= z(p)); |t| / s for sigma scaling."""
+  if not fitted.quantiles:
+    return uncertainty.sorted_ratio(err, fitted.scale * sigma)
+  return np.sort(np.abs(special.ndtri(cdf(fitted, err / sigma))))
+
+
+def calibration_curve(fitted: ChannelFit, err, sigma
+                      ) -> uncertainty.CalibrationCurve:
+  """The recalibrated model's reliability curve (as
+  ``uncertainty.calibration_curve``)."""
+  err, sigma = uncertainty.flat_pair(err, sigma, positive=True)
+  return uncertainty.calibration_from_sorted(
+      sorted_ratio(fitted, err, sigma))
+
+
 def figures(fitted: ChannelFit, err, sigma) -> dict[str, float]:
   """``calibration.all_figures`` of the recalibrated model (module doc)."""
   err, sigma = uncertainty.flat_pair(err, sigma, positive=True)
   out = calibration.all_figures(err, fitted.scale * sigma)
   if not fitted.quantiles:
     return out
-  # Central intervals of the recalibrated CDF: the pixel lies in the
-  # p-interval iff |Phi^-1(cdf)| <= z(p), so that ratio stands for |t|.
-  ratio = np.sort(np.abs(special.ndtri(cdf(fitted, err / sigma))))
+  ratio = sorted_ratio(fitted, err, sigma)
   out.update(uncertainty.interval_figures(ratio))
   out.update(calibration.curve_errors(ratio))
   levels = calibration.INTERVAL_LEVELS

@@ -97,7 +97,8 @@ def format_table(entries: dict[str, dict], *, title: str, caption: str,
     if 'uncertainty_calibrated' in e:
       rows[f'{name} {recalibrated_label(e)}'] = e['uncertainty_calibrated']
   width = max([width] + [len(n) + 2 for n in rows])
-  for channel, title in CHANNELS if quality else ():
+  for channel, title in [(c, t) for c, t in CHANNELS
+                         if quality and all(c in q for q in quality.values())]:
     header = f'{"folder":<{width}}' + ''.join(
         f'{label:>10}' for label in _headers(channel))
     assumption = f' ({y_assumption(quality)})' if channel == 'y' else ''

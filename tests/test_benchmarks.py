@@ -69,28 +69,57 @@ def test_torch_reference_has_the_same_parameters():
   assert tuple(mean.shape) == tuple(log_var.shape) == (1, 3, 24, 28)
 
 
-def test_reproduce_report_verdicts():
+def _study_results(gaps, covs_after, seeds=(0, 1, 2), folders=('Set5',)):
+  """Synthetic study results: ``gaps[loss]`` = PSNR minus MSE's (dB, the
+  same for every seed but for a +-0.01 wobble), ``covs_after[loss]`` =
+  RGB coverage_90 after sigma scaling."""
+  def quality(cov, ause=0.3, nll=3.0, mace=0.1):
+    q = {'coverage_90': cov, 'ause': ause, 'nll': nll, 'mace': mace,
+         'spearman': 0.5, 'auce': mace, 'mean_sigma': 8.0, 'rmse': 10.0}
+    return {'rgb': q, 'y': dict(q)}
+  results = {'bicubic': {f: {'psnr': 28.0, 'ssim': 0.8} for f in folders}}
+  for loss, g in {'mse': 0.0, **gaps}.items():
+    results[loss] = {}
+    for s in seeds:
+      entry = {'psnr': 30.0 + g + 0.01 * (s - 1), 'ssim': 0.8}
+      if loss != 'mse':
+        entry.update(uncertainty=quality(0.75, mace=0.1 + 0.05 * g),
+                     uncertainty_sigma_scaling=quality(covs_after[loss],
+                                                       mace=0.01),
+                     uncertainty_isotonic=quality(0.9, mace=0.005),
+                     error_channel_correlation=0.6, ideal_scale_rgb=1.3)
+      results[loss][s] = {
+          'folders': {f: entry for f in folders},
+          'calibration': {'sigma_scaling': {'values': {'rgb': {'scale': 1.2}}}}}
+  return results
+
+
+def test_reproduce_answers_follow_the_numbers():
   rep = load('reproduce_cpu_scale')
-  seeds, folders = [0, 1], ['Set5']
-  entry = lambda p, s=0.8: {'Set5': {'psnr': p, 'ssim': s}}
-  results = {'bicubic': entry(28.0),
-             'mse': {0: entry(30.00), 1: entry(30.10)},
-             'mle': {0: entry(29.70), 1: entry(29.90)},
-             'gram': {0: entry(29.95), 1: entry(30.15)}}
-  (line,) = rep.ordering(results, ['mse', 'mle', 'gram'], seeds, folders)
-  assert 'MLE is below MSE in every seed' in line
-  (verdict,) = rep.summary(results, ['mse', 'mle', 'gram'], seeds, folders)
-  assert 'holds here, GRAM within 0.1 dB' in verdict
-  assert 'MLE is below GRAM in every seed' in line
-  assert 'GRAM is within 0.1 dB of MSE in every seed' in line
-  results['gram'][1] = entry(29.81)  # Below MLE in seed 1, 0.29 dB off MSE.
-  (line,) = rep.ordering(results, ['mse', 'mle', 'gram'], seeds, folders)
-  assert 'MLE is not below GRAM' in line
-  assert 'GRAM is not within 0.1 dB' in line
-  (verdict,) = rep.summary(results, ['mse', 'mle', 'gram'], seeds, folders)
-  assert 'below GRAM NOT in every one' in verdict
-  assert 'does NOT hold here' in verdict
-  table = rep.table_one(results, ['mse', 'mle', 'gram'], seeds, folders)
-  row = table.splitlines()[-1].split('|')
-  # GRAM: mean 29.88, sd of (29.95, 29.81), mean difference from MSE.
-  assert row[5].strip().startswith('29.88/0.8000 (±0.10/±0.0000) [-0.17/')
+  seeds, folders = [0, 1, 2], ['Set5']
+  losses = ['mse', 'gram', 'beta_nll_1', 'faithful']
+  covs = {'gram': 0.89, 'beta_nll_1': 0.91, 'faithful': 0.88}
+  # beta-NLL(1) costs what GRAM costs, faithful nothing: the shared trunk.
+  results = _study_results({'gram': -0.3, 'beta_nll_1': -0.28,
+                            'faithful': 0.0}, covs)
+  cost = '\n'.join(rep.cost_answer(results, losses, seeds, folders))
+  assert 'GRAM is -0.30 ±0.00 dB from MSE over 1 set(s) and 3 seeds' in cost
+  assert 'the same as GRAM' in cost
+  assert "comes from the variance head's gradient" in cost
+  # beta-NLL(1) at MSE's PSNR: the trunk does not explain it.
+  results = _study_results({'gram': -0.3, 'beta_nll_1': 0.0,
+                            'faithful': 0.0}, covs)
+  cost = '\n'.join(rep.cost_answer(results, losses, seeds, folders))
+  assert 'does not explain the cost' in cost
+  best = rep.best_answer(results, losses, seeds, folders)[0]
+  assert 'beta-NLL 1' in best and 'Faithful' in best and 'GRAM (' not in best
+  recal = '\n'.join(rep.recal_answer(results, losses, seeds, folders))
+  assert 'for GRAM, beta-NLL 1, Faithful' in recal and 'Why not' not in recal
+  results = _study_results({'gram': -0.3, 'beta_nll_1': 0.0,
+                            'faithful': 0.0}, {**covs, 'gram': 0.80})
+  recal = '\n'.join(rep.recal_answer(results, losses, seeds, folders))
+  assert 'not for GRAM (Set5 0.800)' in recal and 'Why not' in recal
+  table = rep.table_one(results, losses, seeds, folders)
+  row = next(l for l in table.splitlines() if l.startswith('| GRAM |'))
+  assert row.split(' | ')[1:] == ['29.70 ±0.01', '0.8000 ±0.0000',
+                                  '-0.30 ±0.00 |']
