@@ -62,7 +62,8 @@ QUALITY_UNITS = ('grey levels ([0, 255]); nll in nats per pixel of that '
 def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
                       hr: np.ndarray, shave: int,
                       y_correlation: float = uncertainty.Y_CORRELATION,
-                      pool_rate: float = 1.0, seed: int = 0
+                      pool_rate: float = 1.0, seed: int = 0,
+                      image_figures: bool = True
                       ) -> tuple[dict[str, float], dict[str, dict], dict,
                                  dict]:
   """Per-image uncertainty figures on the region left after shaving
@@ -73,6 +74,8 @@ def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
   (module doc); ``curves[channel]`` holds the sparsification and calibration
   curves, ``samples[channel]`` float32 (error, sigma) of a ``pool_rate``
   share of the values (all for 1; drawn with ``seed``), for pooling.
+  Without ``image_figures`` (pooled folders need only the samples) the
+  quality and curves stay empty.
   """
   cut = lambda x: x[shave:x.shape[0] - shave, shave:x.shape[1] - shave]
   mu = pixels.mean_to_grey(cut(mean))
@@ -93,10 +96,11 @@ def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
   quality, curves, samples = {}, {}, {}
   rng = np.random.default_rng(seed)
   for channel, (err, sig) in pairs.items():
-    quality[channel] = calibration.all_figures(err, sig)
-    curves[channel] = {
-        'sparsification': uncertainty.sparsification_curves(err, sig),
-        'calibration': uncertainty.calibration_curve(err, sig)}
+    if image_figures:
+      quality[channel] = calibration.all_figures(err, sig)
+      curves[channel] = {
+          'sparsification': uncertainty.sparsification_curves(err, sig),
+          'calibration': uncertainty.calibration_curve(err, sig)}
     err, sig = err.ravel(), np.broadcast_to(sig, err.shape).ravel()
     if pool_rate < 1.0:
       keep = rng.random(err.size) < pool_rate
@@ -124,11 +128,13 @@ def evaluate_image(path: str | os.PathLike, *, scale: int,
                    convention: str = 'standard', predictor=None,
                    tile: int = 128,
                    y_correlation: float = uncertainty.Y_CORRELATION,
-                   pool_rate: float = 1.0) -> ImageResult:
+                   pool_rate: float = 1.0,
+                   image_figures: bool = True) -> ImageResult:
   """Measures one HR file: bicubic when ``predictor`` is None, else the
   model's mean (and its uncertainty, if it predicts one; Y's variance
   assumes channel errors of correlation ``y_correlation``; a ``pool_rate``
-  share of its values is kept for the folder's pooled figures)."""
+  share of its values is kept for the folder's pooled figures; the image's
+  own uncertainty figures only with ``image_figures``)."""
   path = pathlib.Path(path)
   conv = metrics.get_convention(convention)
   hr = pixels.crop_to_scale(data_lib.load_image(path), scale)
@@ -146,7 +152,7 @@ def evaluate_image(path: str | os.PathLike, *, scale: int,
     if predictor.predicts_uncertainty:
       extra, quality, curves, samples = uncertainty_stats(
           mean, log_var, hr, shave, y_correlation, pool_rate,
-          seed=zlib.crc32(path.name.encode()))
+          seed=zlib.crc32(path.name.encode()), image_figures=image_figures)
   grey = metrics.is_greyscale_file(path)
   psnr, ssim = metrics.measure(sr, hr, scale=scale, convention=convention,
                                grey=grey)
@@ -229,7 +235,7 @@ def calibrated_entry(results: Sequence[ImageResult],
   out = {'units': QUALITY_UNITS, 'y_correlation': float(y_correlation),
          'aggregation': 'pooled', 'pooled_share': float(pool_rate),
          'undefined': {}}
-  for channel in results[0].quality:
+  for channel in results[0].samples:
     out[channel] = recalibration.figures(recal.values[channel],
                                          *pooled(results, channel))
   return out
@@ -266,14 +272,14 @@ def summarize(results: Sequence[ImageResult], convention: str,
     entry['step'] = int(step)
   for k in (results[0].uncertainty if results else {}):
     entry[k] = float(np.mean([r.uncertainty[k] for r in results]))
-  if results and results[0].quality:
+  if results and results[0].samples:
     unc = entry['uncertainty'] = {
         'units': QUALITY_UNITS, 'y_correlation': float(y_correlation),
         'aggregation': aggregation}
     if aggregation == 'pooled':
       unc['pooled_share'] = float(pool_rate)
     undefined = {}
-    for channel in results[0].quality:
+    for channel in results[0].samples:
       unc[channel], left_out = quality_of(results, channel, aggregation)
       undefined.update({f'{channel}/{k}': n for k, n in left_out.items()})
     unc['undefined'] = undefined
@@ -306,7 +312,7 @@ def folder_curves(results: Sequence[ImageResult], channel: str = 'y',
   """A folder's sparsification and calibration curves: of its pooled
   values, or per-image curves averaged over its images (None for bicubic
   or MSE models)."""
-  if not results or not results[0].curves:
+  if not results or not results[0].samples:
     return None
   if aggregation == 'pooled' and results[0].samples:
     err, sig = pooled(results, channel)
@@ -342,7 +348,8 @@ def evaluate_folder(folder: Folder, *, scale: int, convention: str,
       results.append(evaluate_image(path, scale=scale, convention=convention,
                                     predictor=predictor, tile=tile,
                                     y_correlation=y_correlation,
-                                    pool_rate=rate))
+                                    pool_rate=rate,
+                                    image_figures=aggregation == 'per_image'))
       bar.update()
   step = None if predictor is None else predictor.step
   return summarize(results, convention, step, y_correlation, aggregation,

@@ -44,7 +44,7 @@ class Evaluator:
     results = [evaluation.evaluate_image(p, scale=predictor.scale,
                               convention=self.convention,
                               predictor=predictor, tile=self.tile,
-                              pool_rate=rate)
+                              pool_rate=rate, image_figures=False)
                for p in self.images]
     entry = evaluation.summarize(results, self.convention, pool_rate=rate)
     out = {'psnr': entry['psnr'], 'ssim': entry['ssim']}

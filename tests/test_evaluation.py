@@ -402,13 +402,14 @@ def test_pooled_and_per_image_aggregation(workdir, folders, monkeypatch):
   kw = dict(scale=4, convention='standard', predictor=predictor, tile=0,
             quiet=True)
   pooled, results = evaluation.evaluate_folder(folder, **kw)
-  per_image, _ = evaluation.evaluate_folder(folder, aggregation='per_image',
-                                            **kw)
+  assert all(r.quality == {} for r in results)   # Not needed when pooled.
+  per_image, image_results = evaluation.evaluate_folder(
+      folder, aggregation='per_image', **kw)
   assert pooled['uncertainty']['aggregation'] == 'pooled'
   assert pooled['uncertainty']['pooled_share'] == 1.0
   assert per_image['uncertainty']['aggregation'] == 'per_image'
   sizes = [r.samples['rgb'][0].size for r in results]
-  rmses = [r.quality['rgb']['rmse'] for r in results]
+  rmses = [r.quality['rgb']['rmse'] for r in image_results]
   assert len(set(sizes)) > 1                    # Images of unequal sizes.
   assert pooled['uncertainty']['rgb']['rmse'] == pytest.approx(
       math.sqrt(np.dot(sizes, np.square(rmses)) / sum(sizes)), rel=1e-5)
