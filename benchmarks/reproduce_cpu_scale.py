@@ -148,9 +148,10 @@ def evaluate_model(workdir: pathlib.Path, folders, scale: int,
   if predictor.predicts_uncertainty:
     fitted_on, images = evaluation.calibration_images('heldout', predictor)
     evaluation.check_disjoint(fitted_on, images, folders)
-    _, calib = evaluation.evaluate_folder(
+    calib = evaluation.folder_results(
         evaluation.Folder('calibration', pathlib.Path(fitted_on), images),
-        scale=scale, convention='standard', predictor=predictor, quiet=True)
+        scale=scale, convention='standard', predictor=predictor, quiet=True,
+        pool_rate=evaluation.pool_rate_for(images))
     pairs = {c: evaluation.pooled(calib, c)
              for c in recalibration.CHANNEL_SPACES}
     result['calibration'] = {}
@@ -162,7 +163,8 @@ def evaluate_model(workdir: pathlib.Path, folders, scale: int,
       for f in folders:
         entry, results = entries[f.name], per_image[f.name]
         entry[f'uncertainty_{method}'] = evaluation.calibrated_entry(
-            results, recal, 1.0, entry['uncertainty']['pooled_share'])
+            results, recal, 1.0, entry['uncertainty']['pooled_share'],
+            before=entry['uncertainty'])
         err, sig = evaluation.pooled(results, 'rgb')
         curves = result['curves'].setdefault(f.name, {})
         if method == recalibration.METHODS[0]:

@@ -115,7 +115,7 @@ def interval_score(err, sigma, levels=INTERVAL_LEVELS, bounds=None) -> float:
     z = special.ndtri(0.5 + levels / 2.0)
     bounds = (-z, z)
   lower, upper = (np.asarray(b, np.float64) for b in bounds)
-  order = np.argsort(err / sigma, kind='stable')
+  order = np.argsort(err / sigma)          # Ties: equal t, same sums.
   t = (err / sigma)[order]
   cum_sigma = np.concatenate([[0.0], np.cumsum(sigma[order])])
   cum_err = np.concatenate([[0.0], np.cumsum(err[order])])

@@ -224,9 +224,12 @@ def quality_of(results: Sequence[ImageResult], channel: str,
 
 def calibrated_entry(results: Sequence[ImageResult],
                      recal: recalibration.Recalibration,
-                     y_correlation: float, pool_rate: float) -> dict:
+                     y_correlation: float, pool_rate: float,
+                     before: dict | None = None) -> dict:
   """The ``uncertainty_calibrated`` of a folder: the recalibrated model's
-  figures, pooled over its pixels (whatever the aggregation before)."""
+  figures, pooled over its pixels (whatever the aggregation before;
+  ``before``: the folder's pooled ``uncertainty``, whose ranking figures
+  are reused)."""
   if recal.y_correlation != y_correlation:
     logging.warning('the recalibration was fitted with Y errors of '
                     'correlation %g, this evaluation assumes %g: its Y '
@@ -236,8 +239,9 @@ def calibrated_entry(results: Sequence[ImageResult],
          'aggregation': 'pooled', 'pooled_share': float(pool_rate),
          'undefined': {}}
   for channel in results[0].samples:
-    out[channel] = recalibration.figures(recal.values[channel],
-                                         *pooled(results, channel))
+    out[channel] = recalibration.figures(
+        recal.values[channel], *pooled(results, channel),
+        before=before[channel] if before else None)
   return out
 
 
@@ -289,7 +293,8 @@ def summarize(results: Sequence[ImageResult], convention: str,
     if recal is not None:
       entry['calibration'] = calibration_summary(recal)
       entry['uncertainty_calibrated'] = calibrated_entry(
-          results, recal, y_correlation, pool_rate)
+          results, recal, y_correlation, pool_rate,
+          unc if aggregation == 'pooled' else None)
   return entry
 
 
@@ -329,6 +334,27 @@ def folder_curves(results: Sequence[ImageResult], channel: str = 'y',
                           'observed': avg(cal, 'observed')}}
 
 
+def folder_results(folder: Folder, *, scale: int, convention: str,
+                   predictor=None, tile: int = 128, label: str = '',
+                   quiet: bool = False,
+                   y_correlation: float = uncertainty.Y_CORRELATION,
+                   pool_rate: float = 1.0, image_figures: bool = False
+                   ) -> list[ImageResult]:
+  """``evaluate_image`` on every image of ``folder``, with a progress line
+  (rate, ETA) on stderr unless ``quiet``."""
+  results = []
+  with progress.Progress(len(folder.images), f'{label}{folder.name}',
+                         interval=0.0, disable=quiet) as bar:
+    for path in folder.images:
+      results.append(evaluate_image(path, scale=scale, convention=convention,
+                                    predictor=predictor, tile=tile,
+                                    y_correlation=y_correlation,
+                                    pool_rate=pool_rate,
+                                    image_figures=image_figures))
+      bar.update()
+  return results
+
+
 def evaluate_folder(folder: Folder, *, scale: int, convention: str,
                     predictor=None, tile: int = 128, label: str = '',
                     quiet: bool = False,
@@ -339,18 +365,13 @@ def evaluate_folder(folder: Folder, *, scale: int, convention: str,
   """Evaluates every image of ``folder`` with a progress line (rate, ETA)
   on stderr unless ``quiet``; returns its entry and the per-image results
   (with ``recal``, the entry has the recalibrated figures too)."""
-  results = []
   rate = (pool_rate_for(folder.images)
           if aggregation == 'pooled' or recal is not None else 0.0)
-  with progress.Progress(len(folder.images), f'{label}{folder.name}',
-                         interval=0.0, disable=quiet) as bar:
-    for path in folder.images:
-      results.append(evaluate_image(path, scale=scale, convention=convention,
-                                    predictor=predictor, tile=tile,
-                                    y_correlation=y_correlation,
-                                    pool_rate=rate,
-                                    image_figures=aggregation == 'per_image'))
-      bar.update()
+  results = folder_results(folder, scale=scale, convention=convention,
+                           predictor=predictor, tile=tile, label=label,
+                           quiet=quiet, y_correlation=y_correlation,
+                           pool_rate=rate,
+                           image_figures=aggregation == 'per_image')
   step = None if predictor is None else predictor.step
   return summarize(results, convention, step, y_correlation, aggregation,
                    rate, recal), results
@@ -412,10 +433,11 @@ def fit_recalibration(predictor, images: Sequence[pathlib.Path], *,
     raise UserError('--calibrate_on needs a model that predicts uncertainty '
                     '(this one was trained with the plain MSE)')
   folder = Folder('calibration', pathlib.Path(fitted_on), list(images))
-  _, results = evaluate_folder(folder, scale=scale, convention=convention,
-                               predictor=predictor, tile=tile,
-                               label='fitting the recalibration on ',
-                               quiet=quiet, y_correlation=y_correlation)
+  results = folder_results(folder, scale=scale, convention=convention,
+                           predictor=predictor, tile=tile,
+                           label='fitting the recalibration on ',
+                           quiet=quiet, y_correlation=y_correlation,
+                           pool_rate=pool_rate_for(folder.images))
   return recalibration.fit_channels(
       method, {c: pooled(results, c) for c in recalibration.CHANNEL_SPACES},
       fitted_on=fitted_on, images=[p.name for p in images],

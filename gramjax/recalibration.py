@@ -118,10 +118,33 @@ def calibration_curve(fitted: ChannelFit, err, sigma
       sorted_ratio(fitted, err, sigma))
 
 
-def figures(fitted: ChannelFit, err, sigma) -> dict[str, float]:
-  """``calibration.all_figures`` of the recalibrated model (module doc)."""
+# The figures that only the order of sigma (or the error alone) decides:
+# no recalibration moves them.
+RANKING_KEYS = ('rmse', 'ause', 'aurg', 'ause_random', 'spearman')
+
+
+def figures(fitted: ChannelFit, err, sigma, before: Mapping | None = None
+            ) -> dict[str, float]:
+  """``calibration.all_figures`` of the recalibrated model (module doc).
+
+  ``before``: the raw model's ``all_figures`` of the same values, whose
+  ``RANKING_KEYS`` are then reused instead of recomputed (the sorts and
+  ranks behind them are most of the cost)."""
   err, sigma = uncertainty.flat_pair(err, sigma, positive=True)
-  out = calibration.all_figures(err, fitted.scale * sigma)
+  scaled = fitted.scale * sigma
+  if before is None:
+    out = calibration.all_figures(err, scaled)
+  else:
+    ratio = uncertainty.sorted_ratio(err, scaled)
+    out = {'nll': uncertainty.gaussian_nll(err, scaled),
+           'mean_sigma': float(np.mean(scaled)),
+           'rms_sigma': calibration.sharpness(scaled),
+           **{k: before[k] for k in RANKING_KEYS},
+           **uncertainty.interval_figures(ratio),
+           **calibration.curve_errors(ratio),
+           'sharpness': calibration.sharpness(scaled),
+           'interval_score': calibration.interval_score(err, scaled),
+           'uce': calibration.uce(err, scaled)}
   if not fitted.quantiles:
     return out
   ratio = sorted_ratio(fitted, err, sigma)

@@ -103,6 +103,18 @@ def test_isotonic_fixes_every_level_where_sigma_scaling_cannot():
   assert iso['interval_score'] < gaussian_same_scale['interval_score']
 
 
+@pytest.mark.parametrize('method', rc.METHODS)
+def test_reusing_the_raw_ranking_figures_changes_nothing(method):
+  fitted = rc.fit(method, *sample(9, n=20_000, dist='t'))
+  err, sigma = sample(10, n=20_000, dist='t')
+  full = rc.figures(fitted, err, sigma)
+  fast = rc.figures(fitted, err, sigma,
+                    before=calibration.all_figures(err, sigma))
+  assert set(fast) == set(full)
+  for key, value in full.items():
+    assert fast[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
+
+
 def test_interval_score_with_explicit_bounds_equals_a_direct_sum():
   err, sigma = sample(6, n=3_000, dist='t')
   levels = np.array([0.2, 0.5, 0.9])
