@@ -108,10 +108,10 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
           statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def pm(values: list[float], fmt: str = '.2f') -> str:
-  """'mean ±sd' over seeds."""
+def pm(values: list[float], fmt: str = '.2f', signed: bool = False) -> str:
+  """'mean ±sd' over seeds ('+' on a positive mean if ``signed``)."""
   m, sd = mean_sd(values)
-  return f'{m:{fmt}} ±{sd:{fmt}}'
+  return f'{m:{"+" if signed else ""}{fmt}} ±{sd:{fmt}}'
 
 
 # ---------------------------------------------------------- evaluation --
@@ -211,7 +211,7 @@ def table_one(results, losses, seeds, folders) -> str:
       cells.append(pm([psnr(results, loss, s, f, 'ssim') for s in seeds],
                       '.4f'))
       cells.append('' if loss == 'mse' or 'mse' not in losses else
-                   pm(diffs(results, loss, 'mse', seeds, f)))
+                   pm(diffs(results, loss, 'mse', seeds, f), signed=True))
     lines.append(f'| {NAMES[loss]} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
@@ -336,8 +336,9 @@ def cost_answer(results, losses, seeds, folders) -> list[str]:
     return ['(Needs MSE and GRAM.)']
   g = lambda a, b='mse': gap(results, a, b, seeds, folders)
   fmt = lambda ms: f'{ms[0]:+.2f} ±{ms[1]:.2f} dB'
-  per = ', '.join(f'{f} {pm(diffs(results, "gram", "mse", seeds, f))} dB'
-                  for f in folders)
+  per = ', '.join(
+      f'{f} {pm(diffs(results, "gram", "mse", seeds, f), signed=True)} dB'
+      for f in folders)
   out = [f'- **Cost.** GRAM is {fmt(g("gram"))} from MSE over '
          f'{len(folders)} set(s) and {len(seeds)} seeds ({per}; the paper: '
          'about -0.05 to -0.1 dB at full scale).']
@@ -437,8 +438,8 @@ def recal_answer(results, losses, seeds, folders) -> list[str]:
         '  Why not: one factor fitted on other photographs cannot be right '
         'for every test set when the test sets need different factors; the '
         'table of fitted against ideal factors below shows by how much they '
-        'differ (SunHays80 photographs are JPEG-compressed scenes, Set5 and '
-        'Set14 mostly clean close-ups).')
+        'differ (the held-out SunHays80 images are JPEG photographs of '
+        'outdoor scenes; Set5 and Set14 are PNG images of other content).')
   out.append(
       f'- **What is left.** MACE across the likelihood models spans '
       f'{min(before):.3f}-{max(before):.3f} before, '
@@ -567,8 +568,8 @@ def main():
   import jax  # pylint: disable=g-import-not-at-top
   n_params = sum(x.size for x in jax.tree.leaves(params))
   cmd = 'python benchmarks/reproduce_cpu_scale.py' + ''.join(
-      f' --{k}={v}' for k, v in vars(args).items()
-      if v != p.get_default(k))
+      f' --{k}' if v is True else f' --{k}={v}'
+      for k, v in vars(args).items() if v != p.get_default(k))
   variants = cfg_mod.VARIANTS
   doc = [
       '# Table I at CPU scale: what GRAM costs and buys',

@@ -236,6 +236,8 @@ def calibrated_entry(results: Sequence[ImageResult],
                     'figures mix the two', recal.y_correlation,
                     y_correlation)
   out = {'units': QUALITY_UNITS, 'y_correlation': float(y_correlation),
+         'error_channel_correlation': float(np.mean(
+             [r.uncertainty['error_channel_correlation'] for r in results])),
          'aggregation': 'pooled', 'pooled_share': float(pool_rate),
          'undefined': {}}
   for channel in results[0].samples:
@@ -277,8 +279,11 @@ def summarize(results: Sequence[ImageResult], convention: str,
   for k in (results[0].uncertainty if results else {}):
     entry[k] = float(np.mean([r.uncertainty[k] for r in results]))
   if results and results[0].samples:
+    # The channel correlation assumed for Y beside the one measured (the
+    # mean over images of each image's mean correlation).
     unc = entry['uncertainty'] = {
         'units': QUALITY_UNITS, 'y_correlation': float(y_correlation),
+        'error_channel_correlation': entry.get('error_channel_correlation'),
         'aggregation': aggregation}
     if aggregation == 'pooled':
       unc['pooled_share'] = float(pool_rate)

@@ -211,7 +211,10 @@ def test_workdir_evaluates_with_uncertainty(workdir, folders, tmp_path):
   assert set(entry) == ENTRY_KEYS | UNCERTAINTY_KEYS | {'step', 'uncertainty'}
   quality = entry['uncertainty']
   assert set(quality) == {'units', 'y', 'rgb', 'y_correlation',
-                          'aggregation', 'pooled_share', 'undefined'}
+                          'error_channel_correlation', 'aggregation',
+                          'pooled_share', 'undefined'}
+  assert (quality['error_channel_correlation'] ==
+          entry['error_channel_correlation'])
   assert quality['aggregation'] == 'pooled'
   assert quality['y_correlation'] == 1.0      # The default: full.
   assert -1 <= entry['error_channel_correlation'] <= 1

@@ -164,7 +164,7 @@ def test_paper_model_three_steps_on_sunhays80(tmp_path):
 
 
 @pytest.mark.parametrize('name', ['gram', 'gram_vjp', 'mse', 'mle',
-                                  'loss_rescale', 'beta_nll',
+                                  'loss_rescale', 'beta_nll', 'faithful',
                                   'gram_official_code'])
 def test_every_experiment_config_trains(tmp_path, name):
   """Each configs/*.py runs (shrunk): its loss, BatchNorm + PReLU + tanh
