@@ -152,19 +152,26 @@ def test_gram_gradient_float32():
 # --------------------------------------------------------------------------
 
 
+def small_srresnet(seed, batch, lr_size, **options):
+  """A 2-block SRResNet whose log-variance head has a random kernel (it
+  starts at zero: constant s), so the mask varies from pixel to pixel;
+  with a random (lr, hr) batch. Returns (graphdef, params, rest, lr, hr)."""
+  model = SRResNet(scale=4, num_blocks=2, channels=16, log_var_init=-2.0,
+                   rngs=nnx.Rngs(0), **options)
+  kernel = model.log_var_head.kernel
+  kernel[...] = 0.05 * jax.random.normal(jax.random.key(1), kernel.shape)
+  rng = np.random.default_rng(seed)
+  lr = jnp.asarray(rng.uniform(0.0, 1.0, (batch, lr_size, lr_size, 3)),
+                   jnp.float32)
+  hr = jnp.asarray(rng.uniform(-1.0, 1.0, (batch, 4 * lr_size,
+                                           4 * lr_size, 3)), jnp.float32)
+  return (*nnx.split(model, nnx.Param, ...), lr, hr)
+
+
 @pytest.fixture(scope='module')
 def srresnet_grads():
   """Gradients of mean(loss) w.r.t. every SRResNet parameter, per loss."""
-  model = SRResNet(scale=4, num_blocks=2, channels=16, log_var_init=-2.0,
-                   rngs=nnx.Rngs(0))
-  # The log-variance head starts with a zero kernel (constant s): give it a
-  # random one so that the mask varies from pixel to pixel.
-  kernel = model.log_var_head.kernel
-  kernel[...] = 0.05 * jax.random.normal(jax.random.key(1), kernel.shape)
-  rng = np.random.default_rng(3)
-  lr = jnp.asarray(rng.uniform(0.0, 1.0, (4, 12, 12, 3)), jnp.float32)
-  hr = jnp.asarray(rng.uniform(-1.0, 1.0, (4, 48, 48, 3)), jnp.float32)
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  graphdef, params, rest, lr, hr = small_srresnet(3, 4, 12)
 
   def outputs(p):
     return nnx.merge(graphdef, p, rest)(lr, train=True)
@@ -340,14 +347,8 @@ def test_faithful_gradient_is_mse_for_mu_and_nll_for_s(x64):
 def test_faithful_srresnet_trunk_learns_what_mse_would(stop_gradient):
   """With ``log_var_stop_gradient`` every parameter but the log-variance
   head gets exactly the MSE's gradient; without it the trunk's differ."""
-  model = SRResNet(scale=4, num_blocks=2, channels=16, log_var_init=-2.0,
-                   log_var_stop_gradient=stop_gradient, rngs=nnx.Rngs(0))
-  kernel = model.log_var_head.kernel
-  kernel[...] = 0.05 * jax.random.normal(jax.random.key(1), kernel.shape)
-  rng = np.random.default_rng(4)
-  lr = jnp.asarray(rng.uniform(0.0, 1.0, (2, 10, 10, 3)), jnp.float32)
-  hr = jnp.asarray(rng.uniform(-1.0, 1.0, (2, 40, 40, 3)), jnp.float32)
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  graphdef, params, rest, lr, hr = small_srresnet(
+      4, 2, 10, log_var_stop_gradient=stop_gradient)
 
   def grads(fn):
     def objective(p):
