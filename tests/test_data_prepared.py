@@ -205,3 +205,15 @@ def test_cli(tmp_path):
   r = run(f'--input={tmp_path / "nope"}', f'--output={tmp_path / "o2"}')
   assert r.returncode == 2 and str(tmp_path / 'nope') in r.stderr
   assert 'Traceback' not in r.stderr
+
+
+def test_holdout_leaves_the_same_images_out_of_a_prepared_folder(tmp_path):
+  arrays = write_images(tmp_path / 'src', n=6)
+  prepared.prepare(tmp_path / 'src', tmp_path / 'out', progress=False)
+  kept = lambda source: data.load_training_set(small_config(
+      train_dir=str(source), holdout=2).data, scale=4)[0]
+  raw, mapped = kept(tmp_path / 'src'), kept(tmp_path / 'out')
+  assert len(raw) == len(mapped) == 4
+  for a, b, want in zip(raw, mapped, [arrays[i] for i in (0, 2, 3, 5)]):
+    np.testing.assert_array_equal(a, want)
+    np.testing.assert_array_equal(b, want)
