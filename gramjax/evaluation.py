@@ -437,7 +437,9 @@ def fit_recalibration(predictor, images: Sequence[pathlib.Path], *,
   if not predictor.predicts_uncertainty:
     raise UserError('--calibrate_on needs a model that predicts uncertainty '
                     '(this one was trained with the plain MSE)')
-  folder = Folder('calibration', pathlib.Path(fitted_on), list(images))
+  name = ('held-out images' if fitted_on.startswith('heldout')
+          else pathlib.Path(fitted_on).name)
+  folder = Folder(name, pathlib.Path(fitted_on), list(images))
   results = folder_results(folder, scale=scale, convention=convention,
                            predictor=predictor, tile=tile,
                            label='fitting the recalibration on ',
