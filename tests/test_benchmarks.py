@@ -99,6 +99,12 @@ def test_reproduce_answers_follow_the_numbers():
   seeds, folders = [0, 1, 2], ['Set5']
   losses = ['mse', 'gram', 'beta_nll_1', 'faithful']
   covs = {'gram': 0.89, 'beta_nll_1': 0.91, 'faithful': 0.88}
+  results = _study_results({'gram': -0.3, 'mle': -1.0}, {'gram': 0.9,
+                                                          'mle': 0.9})
+  (_, order) = rep.cost_answer(results, ['mse', 'mle', 'gram'], seeds,
+                               folders)
+  assert 'MLE (the plain NLL) is -1.00 ±0.00 dB from MSE' in order
+  assert 'below GRAM in 3 of 3' in order and 'recovers 70%' in order
   # beta-NLL(1) costs what GRAM costs, faithful nothing: the shared trunk.
   results = _study_results({'gram': -0.3, 'beta_nll_1': -0.28,
                             'faithful': 0.0}, covs)
