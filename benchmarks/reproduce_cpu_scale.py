@@ -103,6 +103,17 @@ def train(loss: str, seed: int, workdir: pathlib.Path, args
   return wall, commit
 
 
+def skipped_steps(workdir: pathlib.Path) -> tuple[int, int]:
+  """(steps the NaN guard skipped, the first of them; -1 if none), from
+  the run's metrics.jsonl (written only under ``nan_policy='skip'``)."""
+  rows = [json.loads(line) for line in
+          (workdir / 'metrics.jsonl').read_text().splitlines() if line]
+  counted = [r for r in rows if 'skipped_steps' in r]
+  if not counted:
+    return 0, -1
+  return counted[-1]['skipped_steps'], counted[-1]['first_skipped_step']
+
+
 def mean_sd(values: list[float]) -> tuple[float, float]:
   return (statistics.fmean(values),
           statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -588,6 +599,10 @@ def main():
               for title, path in reliability_figures(results, losses,
                                                      seeds[0], names,
                                                      fig_dir)]
+  skipped = {(l, s): skipped_steps(runs / f'{l}_seed{s}') for l, s in jobs}
+  skipped_runs = ', '.join(
+      f'{NAMES[l]} seed {s}: {n} (the first at step {first})'
+      for (l, s), (n, first) in skipped.items() if n)
   m = config.model
   params = state_lib.build(config).params
   import jax  # pylint: disable=g-import-not-at-top
@@ -631,6 +646,11 @@ def main():
       f'{config.optimizer.lr_values[1]:g} from step '
       f'{config.optimizer.lr_boundaries[0]}. Seeds {", ".join(map(str, seeds))}'
       ' (initialisation and data order).',
+      '- Non-finite steps: the on-device guard drops a step whose loss or '
+      f'gradients are not finite; with `nan_policy={config.nan_policy!r}` '
+      'training goes on. Steps dropped: '
+      + (f'{skipped_runs}; every other run none.' if skipped_runs else
+         'none in any run.'),
       '- Variants (`configs/cpu_scale.py`): ' + '; '.join(
           f'{NAMES[l]}: `{variants[l][0]}`'
           + (f' {variants[l][1]}' if variants[l][1] else '')
@@ -711,6 +731,8 @@ def main():
   raw = {'commit': commit, 'dirty': dirty, 'config': args.config,
          'total_steps': config.total_steps, 'seeds': seeds,
          'train_seconds': {f'{l}_seed{s}': w for (l, s), w in walls.items()},
+         'skipped_steps': {f'{l}_seed{s}': n for (l, s), (n, _) in
+                           skipped.items()},
          'bicubic': results['bicubic'],
          'models': {l: {str(s): {k: v for k, v in results[l][s].items()
                                  if k != 'curves'} for s in seeds}

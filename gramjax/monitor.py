@@ -99,13 +99,16 @@ class Monitor:
     self.t_window, self.steps_window = time.time(), 0
 
   def check_finite(self, step: int, state, last_checkpoint) -> None:
-    """Reads the NaN guard's counters: logs skipped steps ('skip') or stops
+    """Reads the NaN guard's counters: logs skipped steps ('skip'; also as
+    ``skipped_steps`` and ``first_skipped_step`` in the metrics) or stops
     with a ``UserError`` naming the last good checkpoint ('stop')."""
     bad = int(local_value(state.bad_steps))
     if bad == self.reported_bad:
       return
     first = int(local_value(state.first_bad_step))
     if self.nan_policy == 'skip':
+      self.writer.write(step, {'skipped_steps': bad,
+                               'first_skipped_step': first})
       logging.warning('%d step(s) with a non-finite loss or gradients were '
                       'skipped so far (first: step %d)', bad, first)
       self.reported_bad = bad

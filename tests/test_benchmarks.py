@@ -2,6 +2,7 @@
 reference's architecture, and the CPU-scale report's verdicts."""
 
 import importlib.util
+import json
 import sys
 
 import jax
@@ -141,3 +142,16 @@ def test_reproduce_answers_follow_the_numbers():
   row = next(l for l in table.splitlines() if l.startswith('| GRAM |'))
   assert row.split(' | ')[1:] == ['29.70 ±0.01', '0.8000 ±0.0000',
                                   '-0.30 ±0.00 |']
+
+
+def test_reproduce_counts_the_steps_a_run_skipped(tmp_path):
+  rep = load('reproduce_cpu_scale')
+  rows = [{'step': 100, 'loss': 0.1},
+          {'step': 200, 'skipped_steps': 1, 'first_skipped_step': 150},
+          {'step': 300, 'skipped_steps': 3, 'first_skipped_step': 150},
+          {'step': 300, 'val/set5/psnr': 20.0}]
+  (tmp_path / 'metrics.jsonl').write_text(
+      '\n'.join(json.dumps(r) for r in rows) + '\n')
+  assert rep.skipped_steps(tmp_path) == (3, 150)
+  (tmp_path / 'metrics.jsonl').write_text(json.dumps(rows[0]) + '\n')
+  assert rep.skipped_steps(tmp_path) == (0, -1)

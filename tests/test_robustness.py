@@ -365,6 +365,12 @@ def test_nan_policy_skip_completes_with_finite_params(tmp_path, caplog):
                   r'skipped so far \(first: step \d+\)', warnings[-1])
   assert checkpoint_steps(tmp_path) == [5, 10]
   assert all(np.isfinite(x).all() for x in leaves(inference.load(tmp_path)))
+  # The count also lands in metrics.jsonl, for whoever reads the run later.
+  rows = [json.loads(l) for l in
+          (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  counted = [r for r in rows if 'skipped_steps' in r]
+  assert counted[-1]['skipped_steps'] == int(state.bad_steps)
+  assert counted[-1]['first_skipped_step'] == int(state.first_bad_step)
 
 
 def test_on_device_guard_leaves_the_state_unchanged():
