@@ -200,10 +200,25 @@ def psnr(results, loss, seed, folder, key='psnr') -> float:
   return results[loss][seed]['folders'][folder][key]
 
 
+def collapsed(results, loss, seed) -> bool:
+  """A run that ends below bicubic on any test set has collapsed (its
+  training diverged): it is left out of every mean, figure and answer."""
+  bic = results['bicubic']
+  return any(e['psnr'] < bic[f]['psnr']
+             for f, e in results[loss][seed]['folders'].items())
+
+
+def alive(results, loss, seeds) -> list:
+  """The seeds whose run of ``loss`` did not collapse."""
+  return [s for s in seeds if not collapsed(results, loss, s)]
+
+
 def diffs(results, a, b, seeds, folder, key='psnr') -> list[float]:
-  """Per seed: a - b, both trained with that seed."""
+  """Per seed: a - b, both trained with that seed (seeds where either
+  collapsed left out)."""
+  both = [s for s in alive(results, a, seeds) if s in alive(results, b, seeds)]
   return [psnr(results, a, s, folder, key) - psnr(results, b, s, folder, key)
-          for s in seeds]
+          for s in both]
 
 
 def table_one(results, losses, seeds, folders) -> str:
@@ -215,17 +230,24 @@ def table_one(results, losses, seeds, folders) -> str:
   bic = results['bicubic']
   lines.append('| Bicubic | ' + ' | '.join(
       f'{bic[f]["psnr"]:.2f} | {bic[f]["ssim"]:.4f} | ' +
-      (f'{bic[f]["psnr"] - statistics.fmean(psnr(results, "mse", s, f) for s in seeds):+.2f}'
+      (f'{bic[f]["psnr"] - statistics.fmean(psnr(results, "mse", s, f) for s in alive(results, "mse", seeds)):+.2f}'
        if 'mse' in losses else '') for f in folders) + ' |')
   for loss in losses:
+    ok = alive(results, loss, seeds)
+    if not ok:
+      lines.append(f'| {NAMES[loss]} (every seed collapsed) |'
+                   + ' |' * (3 * len(folders)))
+      continue
     cells = []
     for f in folders:
-      cells.append(pm([psnr(results, loss, s, f) for s in seeds]))
-      cells.append(pm([psnr(results, loss, s, f, 'ssim') for s in seeds],
+      cells.append(pm([psnr(results, loss, s, f) for s in ok]))
+      cells.append(pm([psnr(results, loss, s, f, 'ssim') for s in ok],
                       '.4f'))
       cells.append('' if loss == 'mse' or 'mse' not in losses else
                    pm(diffs(results, loss, 'mse', seeds, f), signed=True))
-    lines.append(f'| {NAMES[loss]} | ' + ' | '.join(cells) + ' |')
+    label = NAMES[loss] + (f' ({len(ok)} of {len(seeds)} seeds)'
+                           if len(ok) < len(seeds) else '')
+    lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
 
@@ -235,23 +257,28 @@ def per_seed_table(results, losses, seeds, folders) -> str:
            '| --- |' + ' ---: |' * (len(folders) * len(seeds))]
   for loss in losses:
     lines.append(f'| {NAMES[loss]} | ' + ' | '.join(
-        f'{psnr(results, loss, s, f):.2f}' for f in folders for s in seeds)
+        f'{psnr(results, loss, s, f):.2f}'
+        + (' (collapsed)' if collapsed(results, loss, s) else '')
+        for f in folders for s in seeds)
         + ' |')
   return '\n'.join(lines)
 
 
 def likelihood(results, losses, seeds) -> list[str]:
-  """The models with a trained variance head."""
+  """The models with a trained variance head (and a run that did not
+  collapse)."""
   return [l for l in losses
           if 'uncertainty' in results[l][seeds[0]]['folders'][
-              next(iter(results[l][seeds[0]]['folders']))]]
+              next(iter(results[l][seeds[0]]['folders']))]
+          and alive(results, l, seeds)]
 
 
 def figure(results, loss, seeds, folder, block, channel, key) -> list[float]:
-  """One uncertainty figure per seed (``block``: 'uncertainty',
-  'uncertainty_sigma_scaling' or 'uncertainty_isotonic')."""
+  """One uncertainty figure per seed whose run did not collapse
+  (``block``: 'uncertainty', 'uncertainty_sigma_scaling' or
+  'uncertainty_isotonic')."""
   return [results[loss][s]['folders'][folder][block][channel][key]
-          for s in seeds]
+          for s in alive(results, loss, seeds)]
 
 
 QUALITY = [('NLL', 'uncertainty', 'nll', '.2f'),
@@ -296,10 +323,11 @@ def scale_table(results, losses, seeds, folders) -> str:
       f'ideal s on {f}' for f in folders) + ' |',
            '| --- | ---: |' + ' ---: |' * len(folders)]
   for loss in likelihood(results, losses, seeds):
+    ok = alive(results, loss, seeds)
     fitted = [results[loss][s]['calibration']['sigma_scaling']['values']
-              ['rgb']['scale'] for s in seeds]
+              ['rgb']['scale'] for s in ok]
     ideal = [pm([results[loss][s]['folders'][f]['ideal_scale_rgb']
-                 for s in seeds]) for f in folders]
+                 for s in ok]) for f in folders]
     lines.append(f'| {NAMES[loss]} | {pm(fitted)} | ' + ' | '.join(ideal)
                  + ' |')
   return '\n'.join(lines)
@@ -316,7 +344,8 @@ def y_table(results, losses, seeds, folders) -> str:
     cells = []
     for f in folders:
       cells.append(pm([results[loss][s]['folders'][f]
-                       ['error_channel_correlation'] for s in seeds]))
+                       ['error_channel_correlation']
+                       for s in alive(results, loss, seeds)]))
       cells.append(pm(figure(results, loss, seeds, f, 'uncertainty', 'rgb',
                              'coverage_90'), '.3f'))
       cells.append(pm(figure(results, loss, seeds, f, 'uncertainty', 'y',
@@ -352,18 +381,26 @@ def cost_answer(results, losses, seeds, folders) -> list[str]:
   per = ', '.join(
       f'{f} {pm(diffs(results, "gram", "mse", seeds, f), signed=True)} dB'
       for f in folders)
+  n_gram = len(alive(results, 'gram', seeds))
   out = [f'- **Cost.** GRAM is {fmt(g("gram"))} from MSE over '
-         f'{len(folders)} set(s) and {len(seeds)} seeds ({per}; the paper: '
+         f'{len(folders)} set(s) and {n_gram} seeds ({per}; the paper: '
          'about -0.05 to -0.1 dB at full scale).']
-  have = lambda *ls: set(ls) <= set(losses)
+  # A model counts where at least one of its runs did not collapse.
+  have = lambda *ls: all(l in losses and alive(results, l, seeds)
+                         for l in ls)
   if have('mle'):
+    n_mle = len(alive(results, 'mle', seeds))
     mle, gram = g('mle'), g('gram')
-    pairs = [(f, s) for f in folders for s in seeds]
+    pairs = [(f, s) for f in folders for s in seeds
+             if s in alive(results, 'mle', seeds)
+             and s in alive(results, 'gram', seeds)]
     below = sum(psnr(results, 'mle', s, f) < psnr(results, 'gram', s, f)
                 for f, s in pairs)
     out.append(
         f'- **The paper\'s ordering.** MLE (the plain NLL) is {fmt(mle)} '
-        f'from MSE and below GRAM in {below} of {len(pairs)} (set, seed) '
+        'from MSE' + (f' (its {n_mle} run(s) that did not collapse)'
+                      if n_mle < len(seeds) else '')
+        + f' and below GRAM in {below} of {len(pairs)} (set, seed) '
         'pairs' + (f': GRAM recovers {1 - gram[0] / mle[0]:.0%} of what the '
                    'NLL loses.' if mle[0] < 0 else '.'))
   if have('faithful', 'beta_nll_1'):
@@ -397,6 +434,27 @@ def cost_answer(results, losses, seeds, folders) -> list[str]:
                  + ('a real difference.' if real(*d) else
                     'within seed noise.'))
   return out
+
+
+def stability_answer(results, losses, seeds, folders) -> list[str]:
+  """Which runs collapsed (ended below bicubic), per model."""
+  bad = {l: [s for s in seeds if collapsed(results, l, s)] for l in losses}
+  if not any(bad.values()):
+    return [f'- **Stability.** Every run of every model ended above bicubic '
+            f'on {" and ".join(folders)}: none collapsed.']
+  listing = '; '.join(
+      f'{NAMES[l]} {len(b)} of {len(seeds)} (seed ' + ', '.join(
+          f'{s}: ' + ', '.join(f'{f} {psnr(results, l, s, f):.2f} dB'
+                               for f in folders) for s in b) + ')'
+      for l, b in bad.items() if b)
+  fine = [NAMES[l] for l, b in bad.items() if not b]
+  bicubic = ', '.join(f'{f} {results["bicubic"][f]["psnr"]:.2f} dB'
+                      for f in folders)
+  return [f'- **Stability.** Runs that collapsed, i.e. ended below bicubic '
+          f'({bicubic}) on a set: {listing}. Every run of {", ".join(fine) or "no other model"} '
+          'converged. Collapsed runs are left out of every mean, figure and '
+          'answer on this page (their PSNR is in the per-seed table, all '
+          'their numbers in the JSON).']
 
 
 def best_answer(results, losses, seeds, folders) -> list[str]:
@@ -464,7 +522,7 @@ def recal_answer(results, losses, seeds, folders) -> list[str]:
   if bad:
     fitted = lambda l, s: (results[l][s]['calibration']['sigma_scaling']
                            ['values']['rgb']['scale'])
-    ratio = ', '.join(f'{f} {statistics.fmean(results[l][s]["folders"][f]["ideal_scale_rgb"] / fitted(l, s) for l in models for s in seeds):.2f}x'
+    ratio = ', '.join(f'{f} {statistics.fmean(results[l][s]["folders"][f]["ideal_scale_rgb"] / fitted(l, s) for l in models for s in alive(results, l, seeds)):.2f}x'
                       for f in folders)
     out.append(
         '  Why not: the factor that calibrates the held-out images is not '
@@ -497,7 +555,7 @@ def reliability_figures(results, losses, seed, folders, fig_dir
   models before and after sigma scaling (matplotlib)."""
   from gramjax import figures  # pylint: disable=g-import-not-at-top
   from gramjax import uncertainty  # pylint: disable=g-import-not-at-top
-  models = likelihood(results, losses, [seed])
+  models = likelihood(results, losses, [seed])  # Not collapsed at seed.
   expected = list(1.0 - uncertainty.DEFAULT_ALPHAS)
   written = []
   for f in folders:
@@ -625,6 +683,7 @@ def main():
       '',
       '## Answers',
       '',
+      *stability_answer(results, losses, seeds, names),
       *cost_answer(results, losses, seeds, names),
       *best_answer(results, losses, seeds, names),
       *recal_answer(results, losses, seeds, names),
@@ -679,7 +738,8 @@ def main():
       '',
       '## Table I format',
       '',
-      f'PSNR (dB) / SSIM, mean ±standard deviation over {len(seeds)} seeds; '
+      f'PSNR (dB) / SSIM, mean ±standard deviation over {len(seeds)} seeds '
+      '(over the runs that did not collapse, where the row says so); '
       '"vs MSE": the mean over seeds of the difference from the MSE model '
       'trained with the same seed.',
       '',
@@ -697,7 +757,8 @@ def main():
       'calibrated), coverage of the central 90 % interval, mean sigma over '
       'RMSE; then (s): after sigma scaling, (iso): after isotonic '
       'recalibration (its NLL is undefined). AUSE and Spearman do not change '
-      'under either. Mean ±sd over seeds; MSE has no trained variance head.',
+      'under either. Mean ±sd over the seeds whose run did not collapse; MSE '
+      'has no trained variance head.',
       '',
       *[line for f in names for line in (
           f'**{f}**', '', quality_table(results, losses, seeds, f, 'rgb'),
@@ -733,6 +794,8 @@ def main():
          'train_seconds': {f'{l}_seed{s}': w for (l, s), w in walls.items()},
          'skipped_steps': {f'{l}_seed{s}': n for (l, s), (n, _) in
                            skipped.items()},
+         'collapsed': [f'{l}_seed{s}' for l, s in jobs
+                       if collapsed(results, l, s)],
          'bicubic': results['bicubic'],
          'models': {l: {str(s): {k: v for k, v in results[l][s].items()
                                  if k != 'curves'} for s in seeds}

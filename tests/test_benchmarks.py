@@ -71,10 +71,11 @@ def test_torch_reference_has_the_same_parameters():
 
 
 def _study_results(gaps, covs_after, seeds=(0, 1, 2), folders=('Set5',),
-                   ause=None):
+                   ause=None, collapse=()):
   """Synthetic study results: ``gaps[loss]`` = PSNR minus MSE's (dB, the
   same for every seed but for a +-0.01 wobble), ``covs_after[loss]`` =
-  RGB coverage_90 after sigma scaling."""
+  RGB coverage_90 after sigma scaling; the runs ``(loss, seed)`` in
+  ``collapse`` end at 10 dB with a coverage of 0."""
   def quality(cov, ause=0.3, nll=3.0, mace=0.1):
     q = {'coverage_90': cov, 'ause': ause, 'nll': nll, 'mace': mace,
          'spearman': 0.5, 'auce': mace, 'mean_sigma': 8.0, 'rmse': 10.0}
@@ -83,9 +84,12 @@ def _study_results(gaps, covs_after, seeds=(0, 1, 2), folders=('Set5',),
   for loss, g in {'mse': 0.0, **gaps}.items():
     results[loss] = {}
     for s in seeds:
-      entry = {'psnr': 30.0 + g + 0.01 * (s - 1), 'ssim': 0.8}
+      bad = (loss, s) in collapse
+      entry = {'psnr': 10.0 if bad else 30.0 + g + 0.01 * (s - 1),
+               'ssim': 0.8}
       if loss != 'mse':
-        entry.update(uncertainty=quality(0.75, mace=0.1 + 0.05 * g,
+        entry.update(uncertainty=quality(0.0 if bad else 0.75,
+                                         mace=0.1 + 0.05 * g,
                                          ause=(ause or {}).get(loss, 0.3)),
                      uncertainty_sigma_scaling=quality(covs_after[loss],
                                                        mace=0.01),
@@ -155,3 +159,39 @@ def test_reproduce_counts_the_steps_a_run_skipped(tmp_path):
   assert rep.skipped_steps(tmp_path) == (3, 150)
   (tmp_path / 'metrics.jsonl').write_text(json.dumps(rows[0]) + '\n')
   assert rep.skipped_steps(tmp_path) == (0, -1)
+
+
+def test_reproduce_leaves_collapsed_runs_out_and_names_them():
+  rep = load('reproduce_cpu_scale')
+  seeds, folders, losses = [0, 1, 2], ['Set5'], ['mse', 'mle', 'gram']
+  results = _study_results({'gram': -0.3, 'mle': -1.0},
+                           {'gram': 0.9, 'mle': 0.9},
+                           collapse={('mle', 1)})
+  assert rep.alive(results, 'mle', seeds) == [0, 2]
+  (stability,) = rep.stability_answer(results, losses, seeds, folders)
+  assert 'MLE 1 of 3 (seed 1: Set5 10.00 dB)' in stability
+  assert 'Every run of MSE, GRAM converged' in stability
+  order = rep.cost_answer(results, losses, seeds, folders)[1]
+  # The collapsed run would make MLE -13 dB from MSE; it is left out.
+  assert ("MLE (the plain NLL) is -1.00 ±0.00 dB from MSE (its 2 run(s) "
+          'that did not collapse) and below GRAM in 2 of 2') in order
+  table = rep.table_one(results, losses, seeds, folders)
+  assert '| MLE (2 of 3 seeds) | 29.00 ±0.01 |' in table
+  per_seed = rep.per_seed_table(results, losses, seeds, folders)
+  assert '10.00 (collapsed)' in per_seed
+  quality = rep.quality_table(results, losses, seeds, 'Set5', 'rgb')
+  mle_row = next(l for l in quality.splitlines() if l.startswith('| MLE'))
+  assert mle_row.split('|')[7].strip() == '0.750 ±0.000'  # cov90, 2 runs.
+  # Every seed collapsed: the model drops out of the answers.
+  results = _study_results({'gram': -0.3, 'mle': -1.0},
+                           {'gram': 0.9, 'mle': 0.9},
+                           collapse={('mle', s) for s in seeds})
+  assert rep.likelihood(results, losses, seeds) == ['gram']
+  cost = '\n'.join(rep.cost_answer(results, losses, seeds, folders))
+  assert 'MLE' not in cost
+  assert '| MLE (every seed collapsed) |' in rep.table_one(
+      results, losses, seeds, folders)
+  (stability,) = rep.stability_answer(
+      _study_results({'gram': -0.3}, {'gram': 0.9}), ['mse', 'gram'], seeds,
+      folders)
+  assert 'none collapsed' in stability
