@@ -20,6 +20,7 @@ shortens every training (a smoke test; the report then says so).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -154,11 +155,21 @@ def evaluate_model(workdir: pathlib.Path, folders, scale: int,
     if saved.get('key') == key:
       return saved['result']
   predictor = inference.load(workdir, latest)
-  entries, per_image = evaluation.evaluate_folders(
-      folders, scale=scale, convention='standard', predictor=predictor,
-      quiet=True)
-  result = {'folders': entries, 'curves': {}}
-  if predictor.predicts_uncertainty:
+  try:
+    entries, per_image = evaluation.evaluate_folders(
+        folders, scale=scale, convention='standard', predictor=predictor,
+        quiet=True)
+    result = {'folders': entries, 'curves': {}}
+  except ValueError as e:  # A diverged variance head: sigma underflows to 0.
+    if 'must be > 0' not in str(e):
+      raise
+    config = predictor.config.copy_and_resolve_references()
+    config.loss.name = 'mse'   # The mean alone: PSNR and SSIM.
+    entries, per_image = evaluation.evaluate_folders(
+        folders, scale=scale, convention='standard',
+        predictor=dataclasses.replace(predictor, config=config), quiet=True)
+    result = {'folders': entries, 'curves': {}, 'uncertainty_error': str(e)}
+  if 'uncertainty_error' not in result and predictor.predicts_uncertainty:
     fitted_on, images = evaluation.calibration_images('heldout', predictor)
     evaluation.check_disjoint(fitted_on, images, folders)
     calib = evaluation.folder_results(
@@ -201,11 +212,13 @@ def psnr(results, loss, seed, folder, key='psnr') -> float:
 
 
 def collapsed(results, loss, seed) -> bool:
-  """A run that ends below bicubic on any test set has collapsed (its
-  training diverged): it is left out of every mean, figure and answer."""
+  """A run that ends below bicubic on any test set, or whose sigma
+  underflows to 0, has collapsed (its training diverged): it is left out of
+  every mean, figure and answer."""
   bic = results['bicubic']
-  return any(e['psnr'] < bic[f]['psnr']
-             for f, e in results[loss][seed]['folders'].items())
+  run = results[loss][seed]
+  return 'uncertainty_error' in run or any(
+      e['psnr'] < bic[f]['psnr'] for f, e in run['folders'].items())
 
 
 def alive(results, loss, seeds) -> list:
@@ -267,10 +280,9 @@ def per_seed_table(results, losses, seeds, folders) -> str:
 def likelihood(results, losses, seeds) -> list[str]:
   """The models with a trained variance head (and a run that did not
   collapse)."""
-  return [l for l in losses
-          if 'uncertainty' in results[l][seeds[0]]['folders'][
-              next(iter(results[l][seeds[0]]['folders']))]
-          and alive(results, l, seeds)]
+  return [l for l in losses if any(
+      'uncertainty' in next(iter(results[l][s]['folders'].values()))
+      for s in alive(results, l, seeds))]
 
 
 def figure(results, loss, seeds, folder, block, channel, key) -> list[float]:
@@ -451,7 +463,7 @@ def stability_answer(results, losses, seeds, folders) -> list[str]:
   bicubic = ', '.join(f'{f} {results["bicubic"][f]["psnr"]:.2f} dB'
                       for f in folders)
   return [f'- **Stability.** Runs that collapsed, i.e. ended below bicubic '
-          f'({bicubic}) on a set: {listing}. Every run of {", ".join(fine) or "no other model"} '
+          f'({bicubic}) on a set or predicted a sigma of 0: {listing}. Every run of {", ".join(fine) or "no other model"} '
           'converged. Collapsed runs are left out of every mean, figure and '
           'answer on this page (their PSNR is in the per-seed table, all '
           'their numbers in the JSON).']

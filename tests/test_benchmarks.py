@@ -195,3 +195,7 @@ def test_reproduce_leaves_collapsed_runs_out_and_names_them():
       _study_results({'gram': -0.3}, {'gram': 0.9}), ['mse', 'gram'], seeds,
       folders)
   assert 'none collapsed' in stability
+  # A variance head whose sigma underflowed counts as collapsed too.
+  results = _study_results({'gram': -0.3}, {'gram': 0.9})
+  results['gram'][2]['uncertainty_error'] = 'sigma must be > 0 everywhere'
+  assert rep.alive(results, 'gram', seeds) == [0, 1]
