@@ -168,6 +168,11 @@ def test_reproduce_leaves_collapsed_runs_out_and_names_them():
                            {'gram': 0.9, 'mle': 0.9},
                            collapse={('mle', 1)})
   assert rep.alive(results, 'mle', seeds) == [0, 2]
+  # At bicubic's level is poor, not collapsed (28 dB here).
+  results['mle'][0]['folders']['Set5'] = dict(
+      results['mle'][0]['folders']['Set5'], psnr=27.9)
+  assert rep.alive(results, 'mle', seeds) == [0, 2]
+  results['mle'][0]['folders']['Set5']['psnr'] = 28.99  # As built.
   (stability,) = rep.stability_answer(results, losses, seeds, folders)
   assert 'MLE 1 of 3 (seed 1: Set5 10.00 dB)' in stability
   assert 'Every run of MSE, GRAM converged' in stability
