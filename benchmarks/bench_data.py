@@ -28,10 +28,10 @@ from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from gramjax import data  # noqa: E402
-from gramjax import losses  # noqa: E402
-from gramjax import pixels  # noqa: E402
-from gramjax import state as state_lib  # noqa: E402
-from gramjax import train  # noqa: E402
+from gramjax.core import losses  # noqa: E402
+from gramjax.core import pixels  # noqa: E402
+from gramjax.state import train_state as state_lib  # noqa: E402
+from gramjax.training import loop as train  # noqa: E402
 from gramjax.data import prepared  # noqa: E402
 
 

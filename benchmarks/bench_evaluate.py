@@ -38,9 +38,9 @@ from PIL import Image
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from gramjax import data  # noqa: E402
-from gramjax import evaluation  # noqa: E402
-from gramjax import imresize  # noqa: E402
-from gramjax import metrics  # noqa: E402
+from gramjax.evaluation import protocol as evaluation  # noqa: E402
+from gramjax.core import imresize  # noqa: E402
+from gramjax.metrics import quality as metrics  # noqa: E402
 
 BASELINE = '6d47940'
 SHARED = REPO.parent / 'shared' / 'data'

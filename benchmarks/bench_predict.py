@@ -36,8 +36,8 @@ def child(size: int, tile: int, repeats: int) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, str(ROOT))
   from configs import base  # pylint: disable=g-import-not-at-top
-  from gramjax import inference  # pylint: disable=g-import-not-at-top
-  from gramjax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from gramjax.inference import predictor as inference  # pylint: disable=g-import-not-at-top
+  from gramjax.state import train_state as state_lib  # pylint: disable=g-import-not-at-top
   config = base.get_config()
   recipe = state_lib.build(config)
   predictor = inference.Predictor(config, recipe.graphdef, recipe.params,

@@ -41,7 +41,7 @@ def _early_int(flag: str, default: int) -> int:
 
 # As training does (config.cpu_devices): split a CPU host into devices.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from gramjax import distributed  # noqa: E402
+from gramjax.state import distributed  # noqa: E402
 
 CPU_DEVICES = distributed.configure_cpu_devices(
     _early_int('--cpu_devices', 0), _early_int('--batch', 16))
@@ -54,9 +54,9 @@ from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 from configs import base  # noqa: E402
-from gramjax import losses  # noqa: E402
-from gramjax import state as state_lib  # noqa: E402
-from gramjax import train  # noqa: E402
+from gramjax.core import losses  # noqa: E402
+from gramjax.state import train_state as state_lib  # noqa: E402
+from gramjax.training import loop as train  # noqa: E402
 
 OPTIONS = {'mse': {}, 'nll': {}, 'gram': {'units': '[-1,1]'},
            'gram_vjp': {'units': '[-1,1]'},

@@ -141,9 +141,9 @@ def evaluate_model(workdir: pathlib.Path, folders, scale: int,
   (``config.data.holdout``), plus the reliability curves for the figures.
   Kept in WORKDIR/study_eval.json, reused while the checkpoint, folders and
   EVAL_VERSION are the same (``fresh`` redoes it)."""
-  from gramjax import evaluation  # pylint: disable=g-import-not-at-top
-  from gramjax import inference  # pylint: disable=g-import-not-at-top
-  from gramjax import recalibration  # pylint: disable=g-import-not-at-top
+  from gramjax.evaluation import protocol as evaluation  # pylint: disable=g-import-not-at-top
+  from gramjax.inference import predictor as inference  # pylint: disable=g-import-not-at-top
+  from gramjax.metrics import recalibration  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   latest = max(int(p.name) for p in (workdir / 'checkpoints').iterdir()
                if p.name.isdigit())
@@ -574,8 +574,8 @@ def reliability_figures(results, losses, seed, folders, fig_dir
                         ) -> list[tuple[str, pathlib.Path]]:
   """Per folder, the RGB reliability diagrams of seed ``seed``'s likelihood
   models before and after sigma scaling (matplotlib)."""
-  from gramjax import figures  # pylint: disable=g-import-not-at-top
-  from gramjax import uncertainty  # pylint: disable=g-import-not-at-top
+  from gramjax.reporting import figures  # pylint: disable=g-import-not-at-top
+  from gramjax.metrics import uncertainty  # pylint: disable=g-import-not-at-top
   models = likelihood(results, losses, [seed])  # Not collapsed at seed.
   expected = list(1.0 - uncertainty.DEFAULT_ALPHAS)
   written = []
@@ -652,8 +652,8 @@ def main():
   if args.train_only:
     return
 
-  from gramjax import evaluation  # pylint: disable=g-import-not-at-top
-  from gramjax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from gramjax.evaluation import protocol as evaluation  # pylint: disable=g-import-not-at-top
+  from gramjax.state import train_state as state_lib  # pylint: disable=g-import-not-at-top
   folders = evaluation.resolve_folders(args.data)
   names = [f.name for f in folders]
   results = {'bicubic': evaluation.evaluate_folders(

@@ -65,7 +65,7 @@ class SRResNet(nn.Module):
 
 
 def pixel_loss(name: str, mean, log_var, target):
-  """Per-pixel losses as in gramjax.losses ([-1, 1] units)."""
+  """Per-pixel losses as in gramjax.core.losses ([-1, 1] units)."""
   if name == 'mse':
     return (target - mean) ** 2
   nll = 0.5 * torch.exp(-log_var) * (target - mean) ** 2 + 0.5 * log_var

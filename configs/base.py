@@ -40,7 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.compute_dtype = 'float32'
 
   c.loss = ml_collections.ConfigDict()
-  c.loss.name = 'gram'                # A key of gramjax.losses.LOSSES.
+  c.loss.name = 'gram'                # A key of gramjax.core.losses.LOSSES.
   # Keyword options of that loss (validated against its signature).
   c.loss.options = ml_collections.ConfigDict({'units': '[-1,1]'})
   # () for none, or (lo, hi): clamp of s in [-1, 1] units.

@@ -1,5 +1,5 @@
 """What every command line shares: one flag framework (absl), one-line
-errors and one table of exit statuses (``gramjax.errors``).
+errors and one table of exit statuses (``gramjax.core.errors``).
 
 A command module defines its flags, calls ``flags.adopt_module_key_flags(
 cli)`` (so ``--help`` lists the shared ones) and ends with
@@ -19,7 +19,7 @@ from typing import Callable
 from absl import app
 from absl import flags
 
-from gramjax.errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Preempted,
+from gramjax.core.errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Preempted,
                             UserError)
 
 VERBOSE = flags.DEFINE_bool('verbose', False,

@@ -19,9 +19,9 @@ import zipfile
 
 from absl import flags
 
-from gramjax import __version__, cli, files
-from gramjax.errors import UserError
-from gramjax.progress import Progress
+from gramjax import __version__, cli
+from gramjax.core import files, progress
+from gramjax.core.errors import UserError
 
 CHECKSUMS = 'CHECKSUMS.sha256'
 TIMEOUT, RETRY_WAIT = 60.0, 2.0  # Seconds without data; before a 1st retry.
@@ -110,7 +110,7 @@ def _attempt(url: str, part: pathlib.Path, show: bool) -> None:
       _say(f'{part.stem}: the server ignored the Range request: from zero')
       offset = 0
     end = offset + int(length) if length.isdigit() else None
-    with Progress(end, part.stem, unit='B', initial=offset,
+    with progress.Progress(end, part.stem, unit='B', initial=offset,
                   disable=not show) as meter, open(
                       part, 'ab' if offset else 'wb') as f:
       try:

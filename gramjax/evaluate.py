@@ -5,7 +5,7 @@
   python -m gramjax.evaluate --workdir=runs/gram [--step=N] \\
       --data=data/Set5,data/Set14 --json=runs/gram/eval.json
 
-The protocol is the literature's (``gramjax.evaluation``, ``gramjax.metrics``):
+The protocol is the literature's (``gramjax.evaluation.protocol``, ``gramjax.metrics.quality``):
 MATLAB-bicubic LR rounded to uint8, PSNR/SSIM on the Y channel (greyscale
 files on their grey values) under ``--convention``; folder figures are means
 over images.
@@ -18,7 +18,7 @@ uncertainty, ``sigma_rgb_mean_grey``, ``sigma_rgb_median_grey``,
 ``error_channel_correlation`` and ``"uncertainty": {"y": {...}, "rgb":
 {...}, "units": ..., "y_correlation": ...}`` (Y's variance assumes channel
 errors of that correlation, ``--y_correlation``;
-``gramjax.uncertainty.summarize``: NLL, AUSE,
+``gramjax.metrics.uncertainty.summarize``: NLL, AUSE,
 AURG, AUCE, coverage_50/80/90/95, Spearman, RMSE, mean sigma). A model
 trained with the plain MSE has none of these. ``--figures=DIR`` draws each
 folder's reliability diagram and sparsification plot.
@@ -43,7 +43,7 @@ import sys
 from absl import flags
 
 from gramjax import cli
-from gramjax.errors import UserError
+from gramjax.core.errors import UserError
 
 METHODS = ('bicubic',)
 
@@ -73,7 +73,7 @@ FLAGS = flags.FLAGS
 
 def check_flags() -> None:
   """Flag combinations and values, each error naming the flag."""
-  from gramjax import metrics  # pylint: disable=g-import-not-at-top
+  from gramjax.metrics import quality as metrics  # pylint: disable=g-import-not-at-top
   method, workdir = _METHOD.value, _WORKDIR.value
   if method and workdir:
     raise UserError(f'--method={method} and --workdir={workdir}: give '
@@ -101,14 +101,14 @@ def _main() -> None:
   # The library is imported once the flags are good: --help and usage
   # errors answer at once, without loading JAX.
   # pylint: disable=g-import-not-at-top
-  from gramjax import evaluation
-  from gramjax import figures
-  from gramjax import files
-  from gramjax import inference
-  from gramjax import metrics
-  from gramjax import recalibration
-  from gramjax import reporting
-  from gramjax import tables
+  from gramjax.evaluation import protocol as evaluation
+  from gramjax.reporting import figures
+  from gramjax.core import files
+  from gramjax.inference import predictor as inference
+  from gramjax.metrics import quality as metrics
+  from gramjax.metrics import recalibration
+  from gramjax.reporting import table1 as reporting
+  from gramjax.reporting import tables
   # pylint: enable=g-import-not-at-top
   folders = evaluation.resolve_folders(FLAGS.data)
   scale, predictor, recal = cli.given('scale'), None, None

@@ -3,14 +3,14 @@
 Override any config key with ``--config.key=value`` after ``--config`` (e.g.
 ``--config.data.train_dir=PATH --config.total_steps=3``). Re-running the same
 command resumes from the latest checkpoint in DIR. Multi-host runs start the
-same command in every process (see ``gramjax.distributed`` and launch/).
+same command in every process (see ``gramjax.state.distributed`` and launch/).
 """
 
 from absl import flags
 from ml_collections import config_flags
 
 from gramjax import cli
-from gramjax.errors import UserError
+from gramjax.core.errors import UserError
 
 flags.adopt_module_key_flags(cli)
 _CONFIG = config_flags.DEFINE_config_file(
@@ -35,8 +35,8 @@ def _main() -> None:
     raise UserError(f'--config: {cli.one_line(e)}') from e
   # Imported after flag parsing so `--help` and flag errors stay fast; the
   # CPU device split must happen before anything touches a device.
-  from gramjax import distributed  # pylint: disable=g-import-not-at-top
-  from gramjax import train  # pylint: disable=g-import-not-at-top
+  from gramjax.state import distributed  # pylint: disable=g-import-not-at-top
+  from gramjax.training import loop as train  # pylint: disable=g-import-not-at-top
   distributed.configure_cpu_devices(config.cpu_devices, config.batch_size)
   distributed.initialize()
   train.train_and_evaluate(config, _WORKDIR.value,

@@ -33,7 +33,7 @@ needed; a run that fails before writing anything leaves no new folder):
 
     >>> v = np.load('photo_log_var.npy')
     >>> sigma_grey = 255 / 2 * np.exp(v / 2)       # per channel
-    >>> sigma_map = gramjax.pixels.sigma_grey(v)   # as in the PNG
+    >>> sigma_map = gramjax.core.pixels.sigma_grey(v)   # as in the PNG
 
 As each image is done, one line on stdout names its outputs, sizes and
 colour scale. Any image Pillow reads works: RGB, RGBA and LA (the alpha
@@ -69,8 +69,8 @@ import time
 from absl import flags
 
 from gramjax import cli
-from gramjax import files
-from gramjax.errors import EXIT_OK, EXIT_SOME_FAILED, UserError
+from gramjax.core import files
+from gramjax.core.errors import EXIT_OK, EXIT_SOME_FAILED, UserError
 
 cli.define_recalibrate_flag()
 flags.adopt_module_key_flags(cli)
@@ -124,9 +124,9 @@ def _main() -> int:
   # The library is imported once the flags are good: --help and usage
   # errors answer at once, without loading JAX.
   # pylint: disable=g-import-not-at-top
-  from gramjax import inference
-  from gramjax import photos
-  from gramjax import recalibration
+  from gramjax.inference import predictor as inference
+  from gramjax.inference import photos
+  from gramjax.metrics import recalibration
   workdir, step = photos.resolve_model(_WORKDIR.value, _CHECKPOINT.value,
                                        _STEP.value)
   paths, _ = photos.list_inputs(_INPUT.value)

@@ -9,7 +9,7 @@ unchanged images (see ``gramjax.data.prepared``).
 from absl import flags
 
 from gramjax import cli
-from gramjax.errors import UserError
+from gramjax.core.errors import UserError
 
 flags.adopt_module_key_flags(cli)
 _INPUT = flags.DEFINE_string('input', None, 'Folder of HR images.')
@@ -25,7 +25,7 @@ def _main() -> None:
     raise UserError('give --input=DIR (a folder of images) and --output=OUT '
                     '(the prepared folder)')
   # pylint: disable=g-import-not-at-top
-  from gramjax import files
+  from gramjax.core import files
   from gramjax.data import prepared
   # pylint: enable=g-import-not-at-top
   with files.output_dir(_OUTPUT.value, '--output') as out:

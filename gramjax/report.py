@@ -25,8 +25,8 @@ import sys
 from absl import flags
 
 from gramjax import cli
-from gramjax import tables
-from gramjax.errors import UserError
+from gramjax.reporting import tables
+from gramjax.core.errors import UserError
 
 cli.define_eval_flags()
 flags.adopt_module_key_flags(cli)
@@ -69,10 +69,10 @@ def _main() -> None:
   # The library is imported once the flags are parsed: --help and usage
   # errors answer at once, without loading JAX.
   # pylint: disable=g-import-not-at-top
-  from gramjax import evaluation
-  from gramjax import files
-  from gramjax import metrics
-  from gramjax import reporting
+  from gramjax.evaluation import protocol as evaluation
+  from gramjax.core import files
+  from gramjax.metrics import quality as metrics
+  from gramjax.reporting import table1 as reporting
   # pylint: enable=g-import-not-at-top
   models = parse_models(_MODELS.value)
   baseline = _BASELINE.value or next(iter(models))

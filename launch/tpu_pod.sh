@@ -83,7 +83,7 @@ worker_start() {  # Runs in ~/REMOTE_DIR on a worker.
     echo "worker $(hostname): a training is already running (pid $(cat "$pidfile")); stop it first" >&2
     return 1
   fi
-  # gramjax.distributed takes its TPU-pod path (jax.distributed.initialize)
+  # gramjax.state.distributed takes its TPU-pod path (jax.distributed.initialize)
   # when TPU_WORKER_HOSTNAMES lists several hosts. A GCE TPU VM keeps that
   # list in its metadata only, so it is exported here from there, with this
   # worker's id in TPU_WORKER_ID (JAX reads both together; older JAX

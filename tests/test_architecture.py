@@ -10,16 +10,17 @@ from tests.conftest import REPO
 
 PACKAGE = REPO / 'gramjax'
 COMMANDS = {'main', 'evaluate', 'predict', 'report', 'prepare', 'download'}
-# The layer of every module: a module may import only lower layers (or its
-# own layer, without cycles).
+# The layer of every folder (and of the command modules at the top): a
+# module may import only lower layers, or its own layer without a cycle
+# between folders; the folder tree is the layer table.
 LAYERS = {
-    0: {'errors', 'files', 'progress', 'imresize', 'metrics', 'uncertainty',
-        'calibration', 'recalibration', 'losses', 'models', 'models.srresnet', 'pixels', 'visualize'},
-    1: {'state', 'data', 'data.images', 'data.prepared', 'data.pipeline',
-        'checkpoint', 'distributed', 'monitor'},
-    2: {'inference', 'evaluation', 'validation', 'train', 'photos'},
-    3: {'tables', 'figures', 'reporting'},
-    4: {'cli'} | COMMANDS,
+    0: {'core'},
+    1: {'models', 'metrics'},
+    2: {'data', 'state'},
+    3: {'inference', 'evaluation'},
+    4: {'training'},
+    5: {'reporting'},
+    6: {'cli'} | COMMANDS,
 }
 
 
@@ -42,7 +43,7 @@ def imports(name, path, names):
       targets = [a.name for a in node.names]
     elif isinstance(node, ast.ImportFrom) and node.module:
       # ``from gramjax.data import images``: the submodule (what it needs);
-      # ``from gramjax.errors import UserError``: the module.
+      # ``from gramjax.core.errors import UserError``: the module.
       targets = [f'{node.module}.{a.name}' for a in node.names]
     for t in targets:
       if not t.startswith('gramjax.'):
@@ -60,12 +61,24 @@ def graph():
   return {n: imports(n, p, mods) for n, p in mods.items()}
 
 
+def folder(name):
+  """The layer unit of a module: its folder, or itself at the top."""
+  return name.split('.')[0]
+
+
 def layer(name):
-  return next(l for l, names in LAYERS.items() if name in names)
+  return next(l for l, names in LAYERS.items() if folder(name) in names)
 
 
 def test_every_module_has_a_layer():
-  assert set(modules()) - {'__init__'} == set().union(*LAYERS.values())
+  assert {folder(m) for m in modules()} - {'__init__'} == set().union(
+      *LAYERS.values())
+
+
+def test_only_commands_sit_at_the_top():
+  top = {m for m, path in modules().items()
+         if '.' not in m and path.name != '__init__.py'}
+  assert top == {'cli'} | COMMANDS, sorted(top - {'cli'} - COMMANDS)
 
 
 def test_imports_point_down_and_never_lazily_in_the_library():
@@ -79,8 +92,23 @@ def test_imports_point_down_and_never_lazily_in_the_library():
         assert at_top, f'{name} imports {target} inside a function'
 
 
+def folder_graph():
+  edges = {}
+  for n, ts in graph().items():
+    edges.setdefault(folder(n), set()).update(
+        folder(t) for t, _ in ts if folder(t) != folder(n))
+  return edges
+
+
 def test_no_import_cycle():
-  edges = {n: {t for t, _ in ts} for n, ts in graph().items()}
+  check_acyclic({n: {t for t, _ in ts} for n, ts in graph().items()})
+
+
+def test_no_import_cycle_between_folders():
+  check_acyclic(folder_graph())
+
+
+def check_acyclic(edges):
   state = {}
 
   def visit(n, stack):

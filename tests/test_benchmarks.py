@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from configs import base
-from gramjax import losses
-from gramjax import state as state_lib
-from gramjax import train
+from gramjax.core import losses
+from gramjax.state import train_state as state_lib
+from gramjax.training import loop as train
 from tests.conftest import REPO
 
 

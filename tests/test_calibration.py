@@ -1,4 +1,4 @@
-"""The field's calibration metrics (gramjax.calibration): against
+"""The field's calibration metrics (gramjax.metrics.calibration): against
 uncertainty-toolbox where its definitions match, and against closed forms
 on synthetic Gaussian data: calibrated, over- and under-confident,
 uncorrelated and perfectly ranked sigma."""
@@ -10,7 +10,7 @@ import pytest
 from scipy import special
 from scipy import stats
 
-from gramjax import calibration as cal
+from gramjax.metrics import calibration as cal
 
 N = 400_000
 

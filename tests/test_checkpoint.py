@@ -1,5 +1,5 @@
 """Checkpoint policy without training: which config changes a resume
-accepts, and how a stop request is raised (gramjax.checkpoint)."""
+accepts, and how a stop request is raised (gramjax.state.checkpoint)."""
 
 import os
 import signal
@@ -7,8 +7,8 @@ import signal
 import pytest
 
 from configs import demo as demo_config
-from gramjax import checkpoint as ckpt_lib
-from gramjax.errors import UserError
+from gramjax.state import checkpoint as ckpt_lib
+from gramjax.core.errors import UserError
 
 
 def config_dict(**changes):

@@ -10,7 +10,7 @@ they share.
 
 import pytest
 
-from gramjax import errors
+from gramjax.core import errors
 from tests.conftest import error_lines, run_module
 
 COMMANDS = ('main', 'evaluate', 'predict', 'report', 'prepare', 'download')

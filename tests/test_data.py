@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from gramjax import data
-from gramjax.errors import UserError
+from gramjax.core.errors import UserError
 
 
 def save(path, arr, **kw):

@@ -12,8 +12,8 @@ from configs import demo as demo_config
 from gramjax import data
 from gramjax.data import images
 from gramjax.data import prepared
-from gramjax import train
-from gramjax.errors import UserError
+from gramjax.training import loop as train
+from gramjax.core.errors import UserError
 from tests.conftest import run_module, training_metrics
 
 

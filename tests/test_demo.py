@@ -18,9 +18,9 @@ from PIL import Image
 
 from configs import demo as demo_config
 from gramjax import data as data_lib
-from gramjax import evaluation
-from gramjax import inference
-from gramjax import pixels
+from gramjax.evaluation import protocol as evaluation
+from gramjax.inference import predictor as inference
+from gramjax.core import pixels
 from tests.conftest import shared_data
 
 PERIODS = (2, 4)       # The x2 x2 pixel shuffles of a x4 SRResNet.
@@ -140,7 +140,7 @@ def test_grid_ratio_ignores_bright_edges(chelsea):
 def demo(tmp_path_factory):
   """The demo trained end to end, as README runs it (a few minutes on 2
   cores), once for the tests below: (config, workdir)."""
-  from gramjax import train
+  from gramjax.training import loop as train
   config = demo_config.get_config()
   workdir = tmp_path_factory.mktemp('demo')
   train.train_and_evaluate(config, workdir)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from configs import demo as demo_config
-from gramjax import distributed
+from gramjax.state import distributed
 from gramjax import models
-from gramjax import train
-from gramjax.errors import UserError
+from gramjax.training import loop as train
+from gramjax.core.errors import UserError
 from tests.conftest import run_module, training_metrics
 
 TINY = ['--config.model.num_blocks=2', '--config.model.channels=8',

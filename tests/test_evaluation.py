@@ -1,4 +1,4 @@
-"""Evaluation (gramjax.evaluation, tables, reporting and the evaluate and
+"""Evaluation (gramjax.evaluation.protocol, tables, reporting and the evaluate and
 report commands): bicubic reproduces the paper's Table I numbers on Set5/Set14,
 trained workdirs evaluate with uncertainty summaries, the report writes the
 table, and bad input is one clear line with exit status 2."""
@@ -15,16 +15,16 @@ import pytest
 from PIL import Image
 
 from configs import demo as demo_config
-from gramjax import calibration
+from gramjax.metrics import calibration
 from gramjax import data as data_lib
-from gramjax import evaluation
-from gramjax import imresize
-from gramjax import inference
-from gramjax import metrics
-from gramjax import tables
-from gramjax import train
-from gramjax import uncertainty
-from gramjax.errors import UserError
+from gramjax.evaluation import protocol as evaluation
+from gramjax.core import imresize
+from gramjax.inference import predictor as inference
+from gramjax.metrics import quality as metrics
+from gramjax.reporting import tables
+from gramjax.training import loop as train
+from gramjax.metrics import uncertainty
+from gramjax.core.errors import UserError
 from tests.conftest import error_lines, run_module, shared_data
 
 ENTRY_KEYS = {'psnr', 'ssim', 'images', 'convention'}

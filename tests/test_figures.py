@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gramjax import figures
-from gramjax import uncertainty
-from gramjax.errors import UserError
+from gramjax.reporting import figures
+from gramjax.metrics import uncertainty
+from gramjax.core.errors import UserError
 
 
 def test_hardest_crop_finds_the_window_where_bicubic_errs():

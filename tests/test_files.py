@@ -1,9 +1,9 @@
-"""Output folders and atomic writes (gramjax.files)."""
+"""Output folders and atomic writes (gramjax.core.files)."""
 
 import pytest
 
-from gramjax import files
-from gramjax.errors import UserError
+from gramjax.core import files
+from gramjax.core.errors import UserError
 
 
 def test_output_dir_removes_what_it_created_when_nothing_was_written(

@@ -17,10 +17,10 @@ from PIL import Image
 
 from configs import demo as demo_config
 from gramjax import data as data_lib
-from gramjax import inference
-from gramjax import photos
-from gramjax import state
-from gramjax.errors import UserError
+from gramjax.inference import predictor as inference
+from gramjax.inference import photos
+from gramjax.state import train_state as state
+from gramjax.core.errors import UserError
 
 FUZZ = settings(max_examples=1000, deadline=None, derandomize=True,
                 database=None, print_blob=True,

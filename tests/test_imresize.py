@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gramjax import imresize as imr
-from gramjax import pixels
+from gramjax.core import imresize as imr
+from gramjax.core import pixels
 
 
 # ---------------------------------------------------- loop reference --

@@ -11,9 +11,9 @@ from flax import nnx
 
 from configs import base as base_config
 from configs import demo as demo_config
-from gramjax import inference
+from gramjax.inference import predictor as inference
 from gramjax import models
-from gramjax import state as state_lib
+from gramjax.state import train_state as state_lib
 
 
 def small_config(scale, batch_norm):

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from gramjax import inference
+from gramjax.inference import predictor as inference
 from tests.conftest import REPO
 from tests.conftest import shared_data, training_metrics
 

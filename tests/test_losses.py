@@ -1,4 +1,4 @@
-"""Tests of gramjax.losses against independent references.
+"""Tests of gramjax.core.losses against independent references.
 
 Every check compares the code under test with something computed separately:
 a hand-written numpy formula (float64) or central finite differences. The
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from gramjax import losses
+from gramjax.core import losses
 from gramjax.models import SRResNet
 
 SHAPE = (2, 5, 6, 3)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gramjax import metrics
+from gramjax.metrics import quality as metrics
 
 
 def ref_ssim(a, b, window, sample_covariance, data_range=255.0):

@@ -14,7 +14,7 @@ from flax import nnx
 
 from configs import base as base_config
 from gramjax import data as data_lib
-from gramjax import pixels
+from gramjax.core import pixels
 from gramjax.models import SRResNet, build_model
 from gramjax.models.srresnet import (period_blur, period_kernel,
                                      pixel_shuffle, receptive_radius)

@@ -1,13 +1,13 @@
-"""Pixel conventions: ranges, units and LR making (gramjax.pixels)."""
+"""Pixel conventions: ranges, units and LR making (gramjax.core.pixels)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gramjax import imresize
-from gramjax import pixels
-from gramjax.errors import UserError
+from gramjax.core import imresize
+from gramjax.core import pixels
+from gramjax.core.errors import UserError
 
 
 def photo(h=40, w=36, seed=0):

@@ -1,4 +1,4 @@
-"""``python -m gramjax.predict`` and its library ``gramjax.photos``: user
+"""``python -m gramjax.predict`` and its library ``gramjax.inference.photos``: user
 images of every kind in, SR mean, uncertainty map with legend and raw
 log-variance out; bad files cost one error line each; big photos run tiled
 at bounded memory; each file's line appears as soon as it is done.
@@ -19,12 +19,12 @@ import pytest
 from PIL import Image
 
 from configs import demo as demo_config
-from gramjax import inference
-from gramjax import photos
-from gramjax import pixels
-from gramjax import train
-from gramjax import visualize
-from gramjax.errors import UserError
+from gramjax.inference import predictor as inference
+from gramjax.inference import photos
+from gramjax.core import pixels
+from gramjax.training import loop as train
+from gramjax.core import visualize
+from gramjax.core.errors import UserError
 from tests.conftest import REPO, command, error_lines, run_module
 from tests.conftest import shared_data
 

@@ -1,10 +1,10 @@
-"""gramjax.progress: counts and bytes, terminals and logs, on a fake clock."""
+"""gramjax.core.progress: counts and bytes, terminals and logs, on a fake clock."""
 
 import io
 
 import pytest
 
-from gramjax import progress
+from gramjax.core import progress
 
 
 class _Tty(io.StringIO):
@@ -15,7 +15,7 @@ class _Tty(io.StringIO):
 
 @pytest.fixture
 def clock(monkeypatch):
-  """A settable time.monotonic for gramjax.progress: clock[0] = seconds."""
+  """A settable time.monotonic for gramjax.core.progress: clock[0] = seconds."""
   now = [100.0]
   monkeypatch.setattr(progress.time, 'monotonic', lambda: now[0])
   return now

@@ -1,4 +1,4 @@
-"""gramjax.recalibration against independent computations: sigma scaling's
+"""gramjax.metrics.recalibration against independent computations: sigma scaling's
 closed form against a numerical minimiser of the NLL, isotonic
 recalibration against Kuleshov et al.'s algorithm run with scikit-learn's
 IsotonicRegression, and both against the nominal coverage on fresh data."""
@@ -11,10 +11,10 @@ import pytest
 from scipy import optimize
 from scipy import special
 
-from gramjax import calibration
-from gramjax import recalibration as rc
-from gramjax import uncertainty
-from gramjax.errors import UserError
+from gramjax.metrics import calibration
+from gramjax.metrics import recalibration as rc
+from gramjax.metrics import uncertainty
+from gramjax.core.errors import UserError
 
 
 def sample(seed, n=200_000, scale=2.0, dist='normal'):

@@ -31,12 +31,12 @@ import pytest
 from PIL import Image
 
 from configs import demo as demo_config
-from gramjax import checkpoint as ckpt_lib
+from gramjax.state import checkpoint as ckpt_lib
 from gramjax import cli
 from gramjax import data as data_lib
-from gramjax import inference
-from gramjax import state as state_lib
-from gramjax import train
+from gramjax.inference import predictor as inference
+from gramjax.state import train_state as state_lib
+from gramjax.training import loop as train
 from tests.conftest import REPO, command, run_module, training_metrics
 
 # The demo config shrunk to a model that trains at ~40 steps/s on a CPU.
@@ -597,7 +597,7 @@ def test_cli_corrupt_image_one_line_and_verbose_traceback(tmp_path):
   v = run_main(*args, '--verbose')
   assert v.returncode == 1  # Python's status for an uncaught exception.
   assert 'Traceback (most recent call last)' in v.stderr
-  assert f'gramjax.errors.UserError: {folder / "b_corrupt.png"}: cannot ' \
+  assert f'gramjax.core.errors.UserError: {folder / "b_corrupt.png"}: cannot ' \
          'decode image' in v.stderr
 
 

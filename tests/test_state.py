@@ -7,8 +7,8 @@ import pytest
 
 from configs import base as base_config
 from configs import demo as demo_config
-from gramjax import state as state_lib
-from gramjax.errors import UserError
+from gramjax.state import train_state as state_lib
+from gramjax.core.errors import UserError
 
 
 def test_schedule_is_piecewise_constant():

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from configs import demo as demo_config
-from gramjax import checkpoint as ckpt_lib
-from gramjax import train
-from gramjax.errors import UserError
+from gramjax.state import checkpoint as ckpt_lib
+from gramjax.training import loop as train
+from gramjax.core.errors import UserError
 from tests.conftest import run_module, shared_data
 
 
@@ -233,7 +233,8 @@ def test_mse_warmup_trains_the_mean_alone_then_the_likelihood():
   """GRAM with a 3-step MSE warm-up: after 3 steps every parameter equals
   an MSE run's (the log-variance head still at its initial value); the
   fourth step follows GRAM's gradient, not the MSE's."""
-  from gramjax import losses, state as state_lib  # pylint: disable=g-import-not-at-top
+  from gramjax.core import losses
+  from gramjax.state import train_state as state_lib  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   batches = [{'hr': rng.integers(0, 256, (4, 32, 32, 3), np.uint8)}
              for _ in range(4)]
@@ -298,7 +299,8 @@ def test_resumed_with_another_k_ends_where_an_uninterrupted_run_ends(
 def test_ema_follows_the_parameters_step_by_step():
   """The state's EMA against the recursion computed here from the
   parameters of each step."""
-  from gramjax import losses, state as state_lib  # pylint: disable=g-import-not-at-top
+  from gramjax.core import losses
+  from gramjax.state import train_state as state_lib  # pylint: disable=g-import-not-at-top
   c = tiny(3, ema_decay=0.5)
   recipe = state_lib.build(c)
   step = jax.jit(train.make_train_step(
@@ -319,7 +321,7 @@ def test_ema_follows_the_parameters_step_by_step():
 
 @pytest.mark.parametrize('decay', [0.0, 0.9])
 def test_ema_in_the_checkpoint_and_in_what_evaluation_uses(tmp_path, decay):
-  from gramjax import inference  # pylint: disable=g-import-not-at-top
+  from gramjax.inference import predictor as inference  # pylint: disable=g-import-not-at-top
   state = train.train_and_evaluate(tiny(10, ema_decay=decay), tmp_path)
   predictor = inference.load(tmp_path)
   used = [np.asarray(x) for x in jax.tree.leaves(predictor.params)]
@@ -343,7 +345,8 @@ def test_validation_is_logged_and_the_best_checkpoint_kept(tmp_path,
   """Scripted validation PSNRs 30, 20, 10 at steps 5, 10, 15: the best
   (step 5) is kept beside the latest (keep_checkpoints=1) and
   ``--step=best`` loads it."""
-  from gramjax import inference, validation  # pylint: disable=g-import-not-at-top
+  from gramjax.training import validation  # pylint: disable=g-import-not-at-top
+  from gramjax.inference import predictor as inference
   scripted = iter([30.0, 20.0, 10.0])
   monkeypatch.setattr(validation.Evaluator, 'run', lambda self, p: {
       f'val/{self.name}/psnr': next(scripted), f'val/{self.name}/seconds':
@@ -391,7 +394,8 @@ def test_rolled_dispatch_matches_single_steps():
   rounding (its body is compiled on its own; Adam divides by the root of
   the squared gradients, which turns a rounding difference in a tiny
   gradient into up to ~1e-6 of parameter), metrics summed."""
-  from gramjax import losses, state as state_lib  # pylint: disable=g-import-not-at-top
+  from gramjax.core import losses
+  from gramjax.state import train_state as state_lib  # pylint: disable=g-import-not-at-top
   recipe = state_lib.build(tiny(3))
   step = train.make_train_step(
       recipe.graphdef, recipe.tx, losses.get('gram'), recipe.schedule,

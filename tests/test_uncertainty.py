@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gramjax import metrics
-from gramjax import uncertainty as unc
+from gramjax.metrics import quality as metrics
+from gramjax.metrics import uncertainty as unc
 
 # Known quantiles: z(level) = Phi^{-1}((1 + level) / 2) for central intervals.
 KNOWN_Z = {0.95: 1.959963984540054, 0.5: 0.6744897501960817,
@@ -271,7 +271,7 @@ def test_sparsification_result_reads_as_a_mapping():
 
 def test_sparsification_plot_accepts_the_result(tmp_path):
   pytest.importorskip('matplotlib')
-  from gramjax import figures  # pylint: disable=g-import-not-at-top
+  from gramjax.reporting import figures  # pylint: disable=g-import-not-at-top
   err, sigma = calibrated_sample(2000, seed=8)
   out = figures.sparsification_plot(
       {'model': unc.sparsification_curves(err, sigma)}, tmp_path / 's.png')

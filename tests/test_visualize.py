@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from gramjax import visualize
+from gramjax.core import visualize
 
 
 def test_legend_helpers():

@@ -23,8 +23,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
-from gramjax import pixels
-from gramjax.errors import UserError
+from gramjax.core import pixels
+from gramjax.core.errors import UserError
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp',
                   '.ppm', '.pgm')

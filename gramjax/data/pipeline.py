@@ -4,7 +4,7 @@ images in a grain pipeline, and the choice among data sources.
 The pipeline yields uint8 NHWC batches in [0, 255]: ``{'hr': (B, crop, crop,
 3)}``, plus ``'lr'`` (B, crop/scale, crop/scale, 3) when official LR files
 are used (``config.data.lr_source='files'``). Without LR files the LR input
-is made from the HR crops on the device (``gramjax.pixels.training_pair``).
+is made from the HR crops on the device (``gramjax.core.pixels.training_pair``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Sequence
 import grain
 import numpy as np
 
-from gramjax import pixels
+from gramjax.core import pixels
 from gramjax.data import images as images_lib
 from gramjax.data import prepared
-from gramjax.errors import UserError
+from gramjax.core.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,10 +30,10 @@ from typing import Sequence
 
 import numpy as np
 
-from gramjax import pixels
+from gramjax.core import pixels
 from gramjax.data import images as images_lib
-from gramjax.errors import UserError
-from gramjax.progress import Progress
+from gramjax.core.errors import UserError
+from gramjax.core.progress import Progress
 
 MANIFEST = 'manifest.json'
 VERSION = 1

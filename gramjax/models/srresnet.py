@@ -266,7 +266,7 @@ class SRResNet(nnx.Module):
 def receptive_radius(model_config) -> int:
   """Radius, in LR pixels, of the input region one output pixel depends on
   (rounded up, plus one pixel of margin): the halo that makes tiled
-  prediction exact (``gramjax.inference``)."""
+  prediction exact (``gramjax.inference.predictor``)."""
   m = model_config
   radius = m.first_kernel // 2 + 2 * m.num_blocks + 1  # first, blocks, trunk
   resolution = 1

@@ -2,7 +2,7 @@
 
 Pixel ranges: the LR input is float in [0, 1]; ``mean`` comes back in
 [-1, 1] and ``log_var`` = log sigma^2 with sigma in [-1, 1] units
-(``gramjax.pixels`` converts both to grey levels).
+(``gramjax.core.pixels`` converts both to grey levels).
 
 Tiling (the only tiling code of gramjax): the LR input is cut into ``tile``
 x ``tile`` tiles, each run with the model's receptive radius of LR context
@@ -30,10 +30,10 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from gramjax import checkpoint as ckpt_lib
+from gramjax.state import checkpoint as ckpt_lib
 from gramjax import models
-from gramjax import state as state_lib
-from gramjax.errors import UserError
+from gramjax.state import train_state as state_lib
+from gramjax.core.errors import UserError
 
 
 def tile_windows(length: int, tile: int, halo: int):

@@ -15,7 +15,7 @@ import optax
 from flax import nnx
 
 from gramjax import models
-from gramjax.errors import UserError
+from gramjax.core.errors import UserError
 
 
 @flax.struct.dataclass

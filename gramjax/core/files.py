@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from typing import Iterator
 
-from gramjax.errors import UserError
+from gramjax.core.errors import UserError
 
 
 def writable_dir(path: str | os.PathLike, flag: str) -> pathlib.Path:

@@ -2,10 +2,10 @@
 image and per folder, the predicted uncertainty's quality before and after
 a recalibration, and fitting that recalibration on held-out images.
 
-Per image (the community protocol, see ``gramjax.metrics``):
+Per image (the community protocol, see ``gramjax.metrics.quality``):
   * HR: the file decoded to uint8 RGB, cropped to a multiple of the scale;
   * LR: MATLAB bicubic ``imresize(hr / 255, 1 / scale)``, rounded to uint8
-    (``gramjax.pixels.make_lr``);
+    (``gramjax.core.pixels.make_lr``);
   * bicubic baseline: ``imresize(lr, scale)`` rounded to uint8;
   * model: the predicted mean as uint8, run tiled (``tile`` LR pixels);
   * PSNR/SSIM on one channel under a named convention. A greyscale file is
@@ -20,7 +20,7 @@ Uncertainty (models that predict it), on the region PSNR measures, in grey
 levels ([0, 255] units): ``sigma_rgb_mean_grey`` / ``sigma_rgb_median_grey`` (the
 per-pixel sigma, root of the channel-mean variance), ``rmse_grey`` (of the
 unrounded mean, RGB), ``nll_grey`` (Gaussian NLL per pixel and channel), and
-``quality['y'|'rgb']``: ``gramjax.uncertainty.summarize`` on the luma (its
+``quality['y'|'rgb']``: ``gramjax.metrics.uncertainty.summarize`` on the luma (its
 variance from the channel variances under an assumed correlation of the
 channel errors, ``y_correlation``, full by default) and on every channel of
 every pixel; ``error_channel_correlation``: the measured one.
@@ -39,14 +39,14 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from gramjax import calibration
+from gramjax.metrics import calibration
 from gramjax import data as data_lib
-from gramjax import metrics
-from gramjax import pixels
-from gramjax import progress
-from gramjax import recalibration
-from gramjax import uncertainty
-from gramjax.errors import UserError
+from gramjax.metrics import quality as metrics
+from gramjax.core import pixels
+from gramjax.core import progress
+from gramjax.metrics import recalibration
+from gramjax.metrics import uncertainty
+from gramjax.core.errors import UserError
 
 AGGREGATIONS = ('pooled', 'per_image')
 # At most this many values per channel space are pooled per folder (float32

@@ -4,7 +4,7 @@
   the same crop of HR, bicubic, and each model's mean and uncertainty map
   side by side (PIL only; no plotting library needed).
 * ``reliability_diagram`` and ``sparsification_plot``: line plots of the
-  uncertainty metrics (``gramjax.uncertainty``); they need matplotlib
+  uncertainty metrics (``gramjax.metrics.uncertainty``); they need matplotlib
   (``pip install -e '.[plots]'``) and raise ``UserError`` saying so.
 * ``folder_plots`` (both plots of one folder for several models) and
   ``comparison_views`` (what ``comparison_figure`` draws, from files):
@@ -23,10 +23,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from gramjax import data as data_lib
-from gramjax import evaluation
-from gramjax import pixels
-from gramjax import visualize
-from gramjax.errors import UserError
+from gramjax.evaluation import protocol as evaluation
+from gramjax.core import pixels
+from gramjax.core import visualize
+from gramjax.core.errors import UserError
 
 
 @dataclasses.dataclass

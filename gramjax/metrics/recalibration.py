@@ -39,10 +39,10 @@ from typing import Mapping
 import numpy as np
 from scipy import special
 
-from gramjax import calibration
-from gramjax import files
-from gramjax import uncertainty
-from gramjax.errors import UserError
+from gramjax.metrics import calibration
+from gramjax.core import files
+from gramjax.metrics import uncertainty
+from gramjax.core.errors import UserError
 
 METHODS = ('sigma_scaling', 'isotonic')
 QUANTILE_KNOTS = 1001

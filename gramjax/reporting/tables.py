@@ -1,11 +1,11 @@
 """Tables of evaluation results: the plain-text table ``gramjax.evaluate``
 prints, and the markdown Table I (plus uncertainty-quality tables) of
-``gramjax.report``. Entries are ``gramjax.evaluation.summarize`` dicts.
+``gramjax.report``. Entries are ``gramjax.evaluation.protocol.summarize`` dicts.
 """
 
 from __future__ import annotations
 
-from gramjax import metrics
+from gramjax.metrics import quality as metrics
 
 BICUBIC = 'Bicubic'
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gramjax import imresize
-from gramjax import metrics
-from gramjax.errors import UserError
+from gramjax.core import imresize
+from gramjax.core import colour
+from gramjax.core.errors import UserError
 
 GREY_PER_UNIT = 127.5    # Grey levels per [-1, 1] unit.
 
@@ -46,9 +46,9 @@ def mean_to_grey(mean) -> np.ndarray:
 
 def mean_to_uint8(mean, grey: bool = False) -> np.ndarray:
   """Predicted mean (H, W, 3) in [-1, 1] -> uint8 RGB image; with ``grey``
-  its luma (H, W) (``metrics.rgb_to_grey``), for greyscale inputs."""
+  its luma (H, W) (``colour.rgb_to_grey``), for greyscale inputs."""
   rgb = mean_to_grey(mean)
-  return to_uint8(metrics.rgb_to_grey(rgb) if grey else rgb)
+  return to_uint8(colour.rgb_to_grey(rgb) if grey else rgb)
 
 
 def sigma_grey(log_var) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Measuring while training: the validation sets of ``config.evals``
 (``Evaluator``, run by the training loop at its own period) and the sample
 images super-resolved at the end of a run (``write_samples``), both through
-``gramjax.evaluation``'s protocol.
+``gramjax.evaluation.protocol``'s protocol.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import time
 import numpy as np
 
 from gramjax import data as data_lib
-from gramjax import evaluation
-from gramjax import metrics
-from gramjax import pixels
-from gramjax import visualize
-from gramjax.errors import UserError
+from gramjax.evaluation import protocol as evaluation
+from gramjax.metrics import quality as metrics
+from gramjax.core import pixels
+from gramjax.core import visualize
+from gramjax.core.errors import UserError
 
 EVALUATOR_KEYS = {'folder': None, 'every': None, 'convention': 'standard',
                   'max_images': 0, 'tile': 128}

@@ -26,8 +26,8 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
-from gramjax import files
-from gramjax.errors import UserError
+from gramjax.core import files
+from gramjax.core.errors import UserError
 
 BEST_FILE = 'best.json'
 

@@ -15,9 +15,9 @@ import time
 import jax
 import numpy as np
 
-from gramjax import progress
-from gramjax.distributed import local_value
-from gramjax.errors import UserError
+from gramjax.core import progress
+from gramjax.state.distributed import local_value
+from gramjax.core.errors import UserError
 
 
 class MetricWriter:

@@ -5,7 +5,7 @@ resume, loop, finish), each a call of one named helper.
 Pixel ranges: batches hold HR crops, uint8 [0, 255]. On the device they
 become the target in [-1, 1] and the LR input in [0, 1] (MATLAB bicubic
 downscaling, optionally rounded to 8-bit levels like a saved LR file), as in
-section IV-B of the paper (``gramjax.pixels.training_pair``).
+section IV-B of the paper (``gramjax.core.pixels.training_pair``).
 
 Randomness: the step itself is deterministic. Crops and augmentations come
 from grain's per-element RNG, seeded by ``config.seed`` and the element index
@@ -30,18 +30,18 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from gramjax import checkpoint as ckpt_lib
+from gramjax.state import checkpoint as ckpt_lib
 from gramjax import data as data_lib
-from gramjax import distributed
-from gramjax import validation
-from gramjax import files
-from gramjax import inference
-from gramjax import losses
-from gramjax import monitor as monitor_lib
-from gramjax import pixels
-from gramjax import state as state_lib
-from gramjax.errors import Preempted, UserError
-from gramjax.state import TrainState
+from gramjax.state import distributed
+from gramjax.training import validation
+from gramjax.core import files
+from gramjax.inference import predictor as inference
+from gramjax.core import losses
+from gramjax.training import monitor as monitor_lib
+from gramjax.core import pixels
+from gramjax.state import train_state as state_lib
+from gramjax.core.errors import Preempted, UserError
+from gramjax.state.train_state import TrainState
 
 
 # ------------------------------------------------------------- the step --

@@ -28,7 +28,7 @@ import socket
 import jax
 import numpy as np
 
-from gramjax.errors import UserError
+from gramjax.core.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The regression-calibration literature's metrics for per-pixel Gaussians
-(numpy and scipy), beside ``gramjax.uncertainty``'s.
+(numpy and scipy), beside ``gramjax.metrics.uncertainty``'s.
 
-Inputs as in ``gramjax.uncertainty``: ``err = y - mu`` and ``sigma > 0``
+Inputs as in ``gramjax.metrics.uncertainty``: ``err = y - mu`` and ``sigma > 0``
 broadcast to one shape, all elements pooled, the same units (grey levels
 here). The definitions are uncertainty-toolbox's (Chung et al. 2021,
 ``uncertainty_toolbox.metrics_calibration`` with its defaults: central
@@ -30,10 +30,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from gramjax import uncertainty
-from gramjax.uncertainty import coverage_sorted
-from gramjax.uncertainty import flat_pair
-from gramjax.uncertainty import sorted_ratio
+from gramjax.metrics import uncertainty
+from gramjax.metrics.uncertainty import coverage_sorted
+from gramjax.metrics.uncertainty import flat_pair
+from gramjax.metrics.uncertainty import sorted_ratio
 
 NUM_PROPORTIONS = 100           # uncertainty-toolbox's num_bins.
 INTERVAL_LEVELS = np.linspace(0.01, 0.99, 99)   # Its interval_score's ps.

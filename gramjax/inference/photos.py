@@ -27,12 +27,12 @@ import numpy as np
 from PIL import Image
 
 from gramjax import data
-from gramjax import inference
-from gramjax import metrics
-from gramjax import pixels
-from gramjax import progress
-from gramjax import visualize
-from gramjax.errors import UserError
+from gramjax.inference import predictor as inference
+from gramjax.metrics import quality as metrics
+from gramjax.core import pixels
+from gramjax.core import progress
+from gramjax.core import visualize
+from gramjax.core.errors import UserError
 
 # What a folder's files are tried as: the training data's suffixes, and GIF.
 IMAGE_SUFFIXES = tuple(data.IMAGE_SUFFIXES) + ('.gif', '.jpe', '.jfif',

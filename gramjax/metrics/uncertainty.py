@@ -38,7 +38,7 @@ import numpy as np
 from scipy import special
 from scipy import stats
 
-from gramjax.metrics import LUMA_255
+from gramjax.core.colour import LUMA_255
 
 # Default central-interval levels of ``coverage`` / ``summarize``.
 DEFAULT_LEVELS: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
@@ -118,7 +118,7 @@ def gaussian_nll(err, sigma) -> float:
 
 class _MappingDataclass(collections.abc.Mapping):
   """Lets a result dataclass also be read as ``result['field']`` (as
-  ``gramjax.figures`` does). Equality is identity: for array fields the
+  ``gramjax.reporting.figures`` does). Equality is identity: for array fields the
   Mapping value comparison would be ambiguous."""
 
   __eq__ = object.__eq__
@@ -311,7 +311,7 @@ def calibration_curve(err, sigma,
   AUCE is the trapezoid of |c - (1 - alpha)| over the alphas. Unit-free; 0
   is perfect, the worst (c = 0 or 1 everywhere) 0.49 on the default alphas.
   ``observed`` against ``expected`` is a reliability diagram
-  (``gramjax.figures.reliability_diagram``).
+  (``gramjax.reporting.figures.reliability_diagram``).
 
   Args:
     err: target minus predicted mean.
@@ -421,7 +421,7 @@ def y_channel(mu_rgb, var_rgb, correlation: float = Y_CORRELATION
               ) -> tuple[np.ndarray, np.ndarray]:
   """Mean and variance of the BT.601 luma Y from per-channel RGB ones.
 
-  With ``w = gramjax.metrics.LUMA_255`` (as ``gramjax.metrics.rgb_to_y``),
+  With ``w = gramjax.metrics.quality.LUMA_255`` (as ``gramjax.metrics.quality.rgb_to_y``),
   ``mu_Y = 16 + w . mu``; the Y error is ``w . e`` over the channel errors,
   whose variance needs their correlation, which the model does not predict.
   With one correlation ``rho`` between every pair of channels and

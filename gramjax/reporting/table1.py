@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import pathlib
 
-from gramjax import evaluation
-from gramjax import figures
-from gramjax import inference
-from gramjax import recalibration
-from gramjax import tables
-from gramjax import uncertainty
-from gramjax.errors import UserError
+from gramjax.evaluation import protocol as evaluation
+from gramjax.reporting import figures
+from gramjax.inference import predictor as inference
+from gramjax.metrics import recalibration
+from gramjax.reporting import tables
+from gramjax.metrics import uncertainty
+from gramjax.core.errors import UserError
 
 
 def check_scale(model_scale: int, scale: int | None, what: str) -> int:
