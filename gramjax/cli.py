@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from typing import Callable
 
 from absl import app
 from absl import flags
 
-from gramjax.core.errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Preempted,
-                            UserError)
+from gramjax.core.errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+                                 Preempted, UserError)
 
 VERBOSE = flags.DEFINE_bool('verbose', False,
                             'Show tracebacks and library logs.')
@@ -112,6 +113,11 @@ def parse_flags(argv: list[str]) -> list[str]:
       hint = ('; --config.KEY=VALUE overrides need --config=FILE first, and '
               'KEY must exist in that config')
     usage_error(f'{one_line(e)}{hint} (--help lists the flags)')
+  except flags.IllegalFlagValueError as e:
+    missing = re.findall(r'Flag --(\w+) must have a value other than None',
+                         str(e))
+    usage_error(required_message(missing) if missing else
+                f'{one_line(e)} (--help lists the flags)')
   except flags.Error as e:
     usage_error(f'{one_line(e)} (--help lists the flags)')
   except (AttributeError, KeyError, OSError, TypeError, ValueError) as e:
@@ -121,6 +127,15 @@ def parse_flags(argv: list[str]) -> list[str]:
     usage_error(f'unexpected arguments {rest[1:]}: every input is a flag, '
                 '--name=value (--help lists them)')
   return rest
+
+
+def required_message(names: list[str]) -> str:
+  """One line for required flags left out: each with its help text."""
+  def what(name):
+    text = flags.FLAGS[name].help.rstrip('.')
+    return text[:1].lower() + text[1:]
+  return '; '.join(f'--{n} is required: {what(n)}'
+                   for n in dict.fromkeys(names)) + ' (--help lists the flags)'
 
 
 def _quiet_libraries(record: logging.LogRecord) -> bool:

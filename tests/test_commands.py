@@ -53,6 +53,23 @@ def test_unknown_flag_and_stray_argument_are_one_line(command):
   assert "unexpected arguments ['stray.png']" in one_error_line(r)
 
 
+@pytest.mark.parametrize('command,needles', [
+    ('main', ['--config is required: experiment config file',
+              '; --workdir is required: directory for checkpoints']),
+    ('evaluate', ['give --method=bicubic or --workdir=DIR']),
+    ('predict', ['--output is required']),
+])
+def test_missing_flags_are_one_friendly_line_in_every_command(command,
+                                                              needles):
+  """Not absl's raw 'flag --config=None: Flag --config must have ...'."""
+  r = run_module(command, timeout=120)
+  assert r.returncode == errors.EXIT_USAGE
+  line = one_error_line(r)
+  assert 'other than None' not in line and 'flag --' not in line, line
+  for needle in needles:
+    assert needle in line, line
+
+
 @pytest.mark.parametrize('args,needle', [
     (['--config.totl_steps=3'], 'totl_steps'),
     (['--config.loss.options.unitz=1'], 'unitz'),

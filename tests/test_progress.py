@@ -1,4 +1,4 @@
-"""gramjax.core.progress: counts and bytes, terminals and logs, on a fake clock."""
+"""gramjax.core.progress: tqdm set up for terminals and for logs."""
 
 import io
 
@@ -13,82 +13,70 @@ class _Tty(io.StringIO):
     return True
 
 
-@pytest.fixture
-def clock(monkeypatch):
-  """A settable time.monotonic for gramjax.core.progress: clock[0] = seconds."""
-  now = [100.0]
-  monkeypatch.setattr(progress.time, 'monotonic', lambda: now[0])
-  return now
-
-
-def test_counts_log_a_line_at_most_every_interval(clock):
+def test_a_log_gets_one_line_per_count_with_rate_and_eta():
   stream = io.StringIO()
-  with progress.Progress(10, 'decoding', stream=stream) as p:
-    clock[0] += 1.0
-    p.update(2)  # 1 s after the start: too early for a line.
-    clock[0] += 4.0
-    p.update(3)  # 5 s: a line.
-    clock[0] += 1.0
-    p.update(1)  # Not yet; shown by close().
+  with progress.Progress(4, 'decoding', stream=stream, interval=0.0) as p:
+    for _ in range(4):
+      p.update()
   lines = stream.getvalue().splitlines()
-  assert lines == ['decoding: 5/10 (50%) 1.0 img/s ETA 5s',
-                   'decoding: 6/10 (60%) 1.0 img/s ETA 4s']
+  assert [l.split(' (')[0] for l in lines] == [
+      f'decoding: {i}/4' for i in range(5)]      # The close adds no repeat.
+  assert all('\r' not in l and 'ETA' in l and 'img/s' in l for l in lines)
+  assert lines[-1].startswith('decoding: 4/4 (100%)')
 
 
-def test_reaching_the_total_is_shown_once(clock):
+def test_a_log_line_at_most_every_interval_and_the_last_state_on_close():
   stream = io.StringIO()
-  with progress.Progress(4, 'x', unit='tile', stream=stream) as p:
-    clock[0] += 2.0
-    p.update(4)
-  assert stream.getvalue() == 'x: 4/4 (100%) 2.0 tile/s ETA 0s\n'
+  with progress.Progress(1000, 'x', unit='tile', stream=stream,
+                         interval=3600.0) as p:
+    for _ in range(999):
+      p.update()
+  lines = stream.getvalue().splitlines()
+  assert len(lines) == 2, lines     # The start, then the close.
+  assert lines[-1].startswith('x: 999/1000 (100%)') and 'tile/s' in lines[-1]
 
 
-def test_bytes_show_mib_and_rate_without_the_resumed_part(clock):
+def test_bytes_are_shown_in_binary_units_from_the_resumed_part():
   stream = io.StringIO()
   mib = progress.MIB
   p = progress.Progress(8 * mib, 'a.zip', unit='B', initial=2 * mib,
                         stream=stream, interval=0.0)
-  clock[0] += 2.0
-  p.update(2 * mib)  # 2 MiB in 2 s; 4 MiB left.
+  p.update(2 * mib)
   p.close()
-  assert stream.getvalue() == (
-      'a.zip: 4.0/8.0 MiB (50%) 1.00 MiB/s ETA 4s\n')
+  lines = stream.getvalue().splitlines()
+  assert lines[0].startswith('a.zip: 2.00M/8.00M (25%)')
+  assert lines[-1].startswith('a.zip: 4.00M/8.00M (50%)') and 'B/s' in lines[-1]
 
 
-def test_unknown_total_has_no_percentage_or_eta(clock):
+def test_unknown_total_has_no_percentage_or_eta():
   stream = io.StringIO()
   p = progress.Progress(None, 'b.tar', unit='B', stream=stream, interval=0.0)
-  clock[0] += 1.0
   p.update(3 * progress.MIB // 2)
-  assert stream.getvalue() == 'b.tar: 1.5 MiB 1.50 MiB/s\n'
-  p = progress.Progress(None, 'n', stream=io.StringIO(), interval=0.0)
-  clock[0] += 1.0
-  p.update(7)
-  assert p.line() == 'n: 7 7.0 img/s'
+  p.close()
+  last = stream.getvalue().splitlines()[-1]
+  assert last.startswith('b.tar: 1.50M ') and '%' not in last
+  assert 'ETA' not in last
 
 
-def test_terminal_redraws_one_line(clock):
+def test_terminal_redraws_one_line():
   stream = _Tty()
-  with progress.Progress(3, 'p', stream=stream) as p:
+  with progress.Progress(3, 'p', stream=stream, interval=0.0) as p:
     for _ in range(3):
-      clock[0] += 1.0
       p.update()
   out = stream.getvalue()
-  assert out.count('\r') == 3 and out.endswith('\n') and out.count('\n') == 1
-  assert out.split('\r')[-1].startswith('p: 3/3 (100%) 1.0 img/s ETA 0s')
+  assert out.count('\r') >= 2 and out.count('\n') == 1
+  assert '3/3' in out.split('\r')[-1]
 
 
-def test_disable_writes_nothing(clock):
-  stream = _Tty()
-  with progress.Progress(3, 'p', stream=stream, disable=True) as p:
-    clock[0] += 10.0
-    p.update(2)
-  assert stream.getvalue() == ''
+def test_disable_writes_nothing():
+  for stream in (_Tty(), io.StringIO()):
+    with progress.Progress(3, 'p', stream=stream, disable=True) as p:
+      p.update(2)
+    assert stream.getvalue() == ''
 
 
 @pytest.mark.parametrize('seconds, text', [
-    (0, '0s'), (59.9, '59s'), (61, '1m01s'), (3600 + 120, '1h02m'),
-    (2 * 86400 + 3 * 3600, '2d03h'), (float('nan'), '?'),
-    (float('inf'), '?')])
+    (0, '00:00'), (59.9, '00:59'), (61, '01:01'), (3600 + 120, '1:02:00'),
+    (float('nan'), '?'), (float('inf'), '?')])
 def test_format_duration(seconds, text):
   assert progress.format_duration(seconds) == text

@@ -1,99 +1,63 @@
-"""A dependency-free progress line with rate and ETA, for long loops and
-downloads."""
+"""Progress with rate and ETA for long loops and downloads: tqdm, set up
+once for the package. On a terminal one redrawn bar; in a log or CI (no
+terminal) a plain line at most every ``interval`` seconds, and the last
+state on ``close``. Output goes to stderr."""
 
 from __future__ import annotations
 
+import math
 import sys
-import time
+
+import tqdm
 
 MIB = 1 << 20
+# In a log: one line per update, no bar characters.
+_LOG_FORMAT = '{desc}: {n_fmt}/{total_fmt} ({percentage:.0f}%) {rate_fmt} ETA {remaining}'
+_LOG_FORMAT_NO_TOTAL = '{desc}: {n_fmt} {rate_fmt}'
 
 
 def format_duration(seconds: float) -> str:
-  """Compact h/m/s, '?' when unknown."""
-  if seconds != seconds or seconds in (float('inf'), float('-inf')):
+  """tqdm's ``[H:]MM:SS``; '?' when unknown."""
+  if not math.isfinite(seconds):
     return '?'
-  seconds = int(seconds)
-  d, rem = divmod(seconds, 86400)
-  h, rem = divmod(rem, 3600)
-  m, s = divmod(rem, 60)
-  if d:
-    return f'{d}d{h:02d}h'
-  if h:
-    return f'{h}h{m:02d}m'
-  return f'{m}m{s:02d}s' if m else f'{s}s'
+  return tqdm.tqdm.format_interval(seconds)
 
 
-class Progress:
-  """``with Progress(n, 'decoding') as p: ... p.update()``.
+class _Lines:
+  """A stream for tqdm outside a terminal: each redraw becomes a line (the
+  redraw of a count already shown, as on close, does not)."""
 
-  On a terminal it redraws one line; otherwise (logs, CI) it prints a line at
-  most every ``interval`` seconds, and the last state on ``close``. Output
-  goes to stderr. ``unit='B'`` counts bytes and shows MiB and MiB/s;
-  ``initial`` (e.g. the bytes of a resumed download) is counted as done but
-  not in the rate. ``total`` may be None (unknown): no percentage or ETA.
-  ``disable`` shows nothing.
-  """
+  def __init__(self, stream):
+    self.stream, self.shown = stream, None
 
-  def __init__(self, total: int | None, desc: str, *, unit: str = 'img',
-               interval: float = 5.0, stream=None, initial: int = 0,
-               disable: bool = False):
-    self.total, self.desc, self.unit = total, desc, unit
-    self.stream = stream or sys.stderr
-    self.tty = hasattr(self.stream, 'isatty') and self.stream.isatty()
-    self.interval = 0.2 if self.tty else interval
-    self.disable = disable
-    self.count = self.initial = self.shown = initial
-    self.start = self.last = time.monotonic()
+  def write(self, text: str) -> None:
+    text = text.replace('\r', '').rstrip()
+    count = text.split()[:2]
+    if text and count != self.shown:
+      self.shown = count
+      self.stream.write(text + '\n')
 
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    self.close()
-
-  def line(self) -> str:
-    elapsed = max(time.monotonic() - self.start, 1e-9)
-    rate = (self.count - self.initial) / elapsed
-    left = (self.total - self.count if self.total is not None
-            else float('nan'))
-    eta = left / rate if rate else float('nan')
-    if self.unit == 'B':
-      done = f'{self.count / MIB:.1f}'
-      if self.total is not None:
-        done += f'/{self.total / MIB:.1f}'
-      done, speed = f'{done} MiB', f'{rate / MIB:.2f} MiB/s'
-    else:
-      done = str(self.count) + ('' if self.total is None else
-                                f'/{self.total}')
-      speed = f'{rate:.1f} {self.unit}/s'
-    if self.total is None:
-      return f'{self.desc}: {done} {speed}'
-    pct = 100.0 * self.count / self.total if self.total else 100.0
-    return (f'{self.desc}: {done} ({pct:.0f}%) {speed} '
-            f'ETA {format_duration(eta)}')
-
-  def update(self, n: int = 1) -> None:
-    self.count += n
-    now = time.monotonic()
-    if now - self.last >= self.interval or self.count == self.total:
-      self.last = now
-      self._emit()
-
-  def _emit(self) -> None:
-    self.shown = self.count
-    if self.disable:
-      return
-    if self.tty:
-      self.stream.write('\r' + self.line() + ' ' * 4)
-    else:
-      self.stream.write(self.line() + '\n')
+  def flush(self) -> None:
     self.stream.flush()
 
-  def close(self) -> None:
-    """Shows the last state (if not shown yet); ends the line on a tty."""
-    if self.count != self.shown:
-      self._emit()
-    if self.tty and not self.disable:
-      self.stream.write('\n')
-      self.stream.flush()
+
+def Progress(total: int | None, desc: str, *, unit: str = 'img',  # pylint: disable=invalid-name
+             interval: float = 5.0, stream=None, initial: int = 0,
+             disable: bool = False) -> tqdm.tqdm:
+  """``with Progress(n, 'decoding') as p: ... p.update()``: a tqdm bar.
+
+  ``unit='B'`` counts bytes (shown in KiB/MiB); ``initial`` (e.g. the bytes
+  of a resumed download) counts as done but not in the rate; ``total`` may
+  be None (unknown: no percentage or ETA); ``disable`` shows nothing.
+  """
+  stream = stream or sys.stderr
+  tty = hasattr(stream, 'isatty') and stream.isatty()
+  options = dict(total=total, desc=desc, unit=unit, initial=initial,
+                 disable=disable, mininterval=0.2 if tty else interval,
+                 miniters=1, smoothing=0, leave=True)
+  if unit == 'B':
+    options.update(unit_scale=True, unit_divisor=1024)
+  if tty:
+    return tqdm.tqdm(file=stream, dynamic_ncols=True, **options)
+  return tqdm.tqdm(file=_Lines(stream), ascii=True, bar_format=(
+      _LOG_FORMAT if total is not None else _LOG_FORMAT_NO_TOTAL), **options)
