@@ -4,7 +4,7 @@ siblings on a small SRResNet that trains in minutes on 2 CPU cores.
   python -m gramjax.main --config=configs/cpu_scale.py:gram --workdir=DIR \\
       --config.data.train_dir=../shared/data/SunHays80
 
-The part after ':' picks a variant of ``VARIANTS``. Everything else is
+The part after ':' picks a row of ``configs/variants.py``. Everything else is
 shared: an 8-block x 32-channel SRResNet (9x9 first conv, 3x3 heads),
 batches of 16 48x48 HR crops, Adam(0.9, 0.99) at 1e-3 then 1e-4, and ten
 SunHays80 images held out of training to fit recalibrations on
@@ -12,46 +12,21 @@ SunHays80 images held out of training to fit recalibrations on
 several seeds and writes the report.
 """
 
-import math
-
 from configs import base
+from configs import variants
 
-# The error of a trained MSE model at this scale, ~10 grey levels RMS
-# (docs/results.md), as s = log sigma^2 in [-1, 1] units: about -5.1.
-NOISE_LOG_VAR = 2 * math.log(10 / 127.5)
-# Steps of MSE before the likelihood takes over (a third of training).
-WARMUP_STEPS = 1000
-
-# name -> (loss, loss options, other overrides as {dotted key: value}).
-VARIANTS = {
-    'mse': ('mse', {}, {}),
-    'mle': ('nll', {}, {}),
-    'gram': ('gram', {'units': '[-1,1]'}, {}),
-    'gram_255': ('gram', {'units': '[0,255]'}, {}),
-    'loss_rescale': ('loss_rescale', {'units': '[-1,1]'}, {}),
-    'beta_nll': ('beta_nll', {'beta': 0.5}, {}),
-    'beta_nll_1': ('beta_nll', {'beta': 1.0}, {}),
-    'faithful': ('faithful', {}, {'model.log_var_stop_gradient': True}),
-    'gram_warmup': ('gram', {'units': '[-1,1]'},
-                    {'loss.mse_warmup': WARMUP_STEPS}),
-    'gram_noise_init': ('gram', {'units': '[-1,1]'},
-                        {'model.log_var_init': NOISE_LOG_VAR}),
-}
+# The study's variants (docs/results.md), rows of configs/variants.py.
+STUDY = ('mse', 'mle', 'gram', 'gram_255', 'loss_rescale', 'beta_nll',
+         'beta_nll_1', 'faithful', 'gram_warmup', 'gram_noise_init')
+# name -> {dotted config key: value}, in the study's order.
+VARIANTS = {name: variants.VARIANTS[name] for name in STUDY}
 
 
 def get_config(loss: str = 'gram'):
-  if loss not in VARIANTS:
-    raise ValueError(f'configs/cpu_scale.py:{loss}: unknown variant; choose '
-                     f'one of {", ".join(VARIANTS)}')
-  c = base.get_config()
-  c.loss.name, options, overrides = VARIANTS[loss]
-  c.loss.options = options
-  for key, value in overrides.items():
-    *parents, leaf = key.split('.')
-    node = c
-    for name in parents:
-      node = node[name]
-    node[leaf] = value
+  try:
+    c = variants.apply(base.get_config(), loss)
+  except ValueError as e:
+    raise ValueError(f'configs/cpu_scale.py:{loss}: {e}') from None
   c.model.num_blocks = 8
   c.model.channels = 32
   c.model.head_kernel = 3             # 9x9 heads at HR dominate CPU time.

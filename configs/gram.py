@@ -1,10 +1,11 @@
-"""SRResNet-GRAM: gradient rescaling attention, eq. (4) (the paper's method)."""
+"""SRResNet-GRAM: gradient rescaling attention, eq. (4) (the paper's method).
+
+At the paper's scale (``configs/base.py``); the loss is the ``'gram'`` row
+of ``configs/variants.py``."""
 
 from configs import base
+from configs import variants
 
 
 def get_config():
-  c = base.get_config()
-  c.loss.name = 'gram'
-  c.loss.options = {'units': '[-1,1]'}  # Pixel range of sigmoid(s).
-  return c
+  return variants.apply(base.get_config(), 'gram')

@@ -5,12 +5,11 @@ BatchNorm + PReLU, tanh mean, 192 px HR crops, Adam's default betas
 ([-1, 1] units)."""
 
 from configs import base
+from configs import variants
 
 
 def get_config():
-  c = base.get_config()
-  c.loss.name = 'gram'
-  c.loss.options = {'units': '[-1,1]'}
+  c = variants.apply(base.get_config(), 'gram')
   c.loss.log_var_clip = (-10.0, 10.0)
   c.model.batch_norm = True
   c.model.activation = 'prelu'

@@ -39,7 +39,7 @@ SKIMAGE_HELD_OUT = ('chelsea.png',)
 GET_DIV2K = (
     'DIV2K (Agustsson & Timofte 2017) is at https://data.vision.ee.ethz.ch/'
     'cvl/DIV2K/: download DIV2K_train_HR.zip, unpack it and pass the folder '
-    'with --config.data.train_dir=PATH/DIV2K_train_HR (any folder of images '
+    'as config.data.train_dir = PATH/DIV2K_train_HR (any folder of images '
     'works, e.g. ../shared/data/SunHays80 for a small CPU run).')
 
 

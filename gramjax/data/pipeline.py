@@ -168,7 +168,7 @@ def load_training_set(data_config, scale: int):
       lrs = None if lrs is None else [lrs[i] for i in keep]
     if want_lr and lrs is None:
       raise UserError(f"config.data.lr_source='files' but {source} was "
-                      'prepared without --lr_dir')
+                      'prepared without LR files')
     for name, hr in zip(names, hrs):
       pixels.require_size(hr.shape, c.crop_size, f'{name} in {source}',
                           f'the {c.crop_size}px training crop '

@@ -12,7 +12,7 @@ point ``--config.data.train_dir`` at OUT, or set
 
 With ``--lr_dir`` (e.g. DIV2K's official ``DIV2K_train_LR_bicubic/X4``) each
 HR image is paired with its LR file (``0001.png`` <-> ``0001x4.png`` or the
-same stem) and both are stored, for ``--config.data.lr_source=files``.
+same stem) and both are stored, for ``config.data.lr_source = 'files'``.
 
 Re-running is cheap: images whose source file (size, mtime) is unchanged are
 kept; files are written atomically and the manifest is saved as it goes, so
@@ -95,7 +95,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *,
   if lr_dir:
     lr_dir = pathlib.Path(lr_dir)
     lr_files = {p.stem: p for p in images_lib.resolve_images(
-        str(lr_dir), key='--lr_dir')}
+        str(lr_dir), key='the LR folder')}
   old = {}
   if is_prepared(out):
     try:
