@@ -25,6 +25,16 @@ def test_a_log_gets_one_line_per_count_with_rate_and_eta():
   assert lines[-1].startswith('decoding: 4/4 (100%)')
 
 
+def test_a_description_with_spaces_still_shows_every_count():
+  stream = io.StringIO()
+  with progress.Progress(2, 'preparing a b', stream=stream,
+                         interval=0.0) as p:
+    p.update()
+    p.update()
+  assert [l.split(' (')[0] for l in stream.getvalue().splitlines()] == [
+      'preparing a b: 0/2', 'preparing a b: 1/2', 'preparing a b: 2/2']
+
+
 def test_a_log_line_at_most_every_interval_and_the_last_state_on_close():
   stream = io.StringIO()
   with progress.Progress(1000, 'x', unit='tile', stream=stream,

@@ -32,7 +32,8 @@ class _Lines:
 
   def write(self, text: str) -> None:
     text = text.replace('\r', '').rstrip()
-    count = text.split()[:2]
+    # The text before the percentage (or the rate): desc and count.
+    count = text.rpartition(' (')[0] or text.rpartition(' ')[0]
     if text and count != self.shown:
       self.shown = count
       self.stream.write(text + '\n')
