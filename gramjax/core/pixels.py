@@ -27,8 +27,10 @@ GREY_PER_UNIT = 127.5    # Grey levels per [-1, 1] unit.
 
 
 def to_uint8(x) -> np.ndarray:
-  """Rounds [0, 255] floats to uint8 levels (clipped)."""
-  return np.clip(np.round(x), 0, 255).astype(np.uint8)
+  """Rounds [0, 255] floats to uint8 levels (clipped; NaN, a diverged
+  model's output, becomes 0, as the bare cast gave but with a warning)."""
+  x = np.nan_to_num(np.round(x), nan=0.0, posinf=255.0, neginf=0.0)
+  return np.clip(x, 0, 255).astype(np.uint8)
 
 
 def to_signed(hr, xp=np):
