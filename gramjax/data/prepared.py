@@ -75,6 +75,47 @@ def check_pair(hr: np.ndarray, lr: np.ndarray, scale: int, hr_path,
                     f' needs {want[1]}x{want[0]}')
 
 
+def _previous_entries(out: pathlib.Path, lr_dir, scale: int) -> dict:
+  """The entries of an earlier preparation of ``out`` with the same
+  settings, by name ({} for none or a damaged manifest: prepare again)."""
+  if not is_prepared(out):
+    return {}
+  try:
+    previous = json.loads((out / MANIFEST).read_text())
+    if (previous.get('version') == VERSION and
+        previous.get('lr_dir') == (str(lr_dir) if lr_dir else None) and
+        previous.get('scale') == scale):
+      return {e['name']: e for e in previous['images']}
+  except (ValueError, KeyError, TypeError):
+    pass
+  return {}
+
+
+def _prepare_one(path: pathlib.Path, out: pathlib.Path, lr_path, prev,
+                 scale: int, min_size: int) -> tuple[dict, bool]:
+  """The manifest entry of one image, and whether the earlier one (same
+  source size and time, its arrays still there) was reused."""
+  stat = path.stat()
+  entry = {'name': path.name, 'hr': f'hr/{path.name}.npy',
+           'source_size': stat.st_size, 'source_mtime': stat.st_mtime}
+  if lr_path is not None:
+    lst = lr_path.stat()
+    entry.update(lr=f'lr/{path.name}.npy', lr_source_size=lst.st_size,
+                 lr_source_mtime=lst.st_mtime)
+  if (prev and all(prev.get(k) == entry[k] for k in entry) and
+      (out / entry['hr']).is_file() and
+      (lr_path is None or (out / entry['lr']).is_file())):
+    return entry | {'shape': prev['shape']}, True
+  hr = images_lib.load_image(path)
+  pixels.require_size(hr.shape, min_size, path, f'{min_size}px')
+  if lr_path is not None:
+    lr = images_lib.load_image(lr_path)
+    check_pair(hr, lr, scale, path, lr_path)
+    _save_npy(out / entry['lr'], lr)
+  _save_npy(out / entry['hr'], hr)
+  return entry | {'shape': list(hr.shape)}, False
+
+
 def prepare(src: str | os.PathLike, out: str | os.PathLike, *,
             lr_dir: str | os.PathLike | None = None, scale: int = 4,
             min_size: int = 1, progress: bool = True) -> dict:
@@ -96,23 +137,14 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *,
     lr_dir = pathlib.Path(lr_dir)
     lr_files = {p.stem: p for p in images_lib.resolve_images(
         str(lr_dir), key='the LR folder')}
-  old = {}
-  if is_prepared(out):
-    try:
-      previous = json.loads((out / MANIFEST).read_text())
-      if (previous.get('version') == VERSION and
-          previous.get('lr_dir') == (str(lr_dir) if lr_dir else None) and
-          previous.get('scale') == scale):
-        old = {e['name']: e for e in previous['images']}
-    except (ValueError, KeyError, TypeError):
-      old = {}  # A damaged manifest: prepare again.
+  old = _previous_entries(out, lr_dir, scale)
   manifest = {'version': VERSION, 'source': str(pathlib.Path(src).absolute()),
               'lr_dir': str(lr_dir) if lr_dir else None, 'scale': scale,
               'complete': False, 'images': []}
-  last_save = time.time()
-  reused = 0
-  done: set[str] = set()
+  last_save, reused = time.time(), 0
+
   def save_partial():
+    done = {e['name'] for e in manifest['images']}
     pending = [e for n, e in old.items() if n not in done]
     _write_manifest(out, manifest | {'images': manifest['images'] + pending})
 
@@ -120,32 +152,12 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, *,
     with Progress(len(src_paths), f'preparing {out}',
                   disable=not progress) as bar:
       for path in src_paths:
-        stat = path.stat()
-        entry = {'name': path.name, 'hr': f'hr/{path.name}.npy',
-                 'source_size': stat.st_size, 'source_mtime': stat.st_mtime}
-        lr_path = None
-        if lr_dir:
-          lr_path = find_lr_file(path, lr_files, scale, lr_dir)
-          lst = lr_path.stat()
-          entry.update(lr=f'lr/{path.name}.npy', lr_source_size=lst.st_size,
-                       lr_source_mtime=lst.st_mtime)
-        prev = old.get(path.name)
-        if (prev and all(prev.get(k) == entry[k] for k in entry) and
-            (out / entry['hr']).is_file() and
-            (not lr_dir or (out / entry['lr']).is_file())):
-          entry['shape'] = prev['shape']
-          reused += 1
-        else:
-          hr = images_lib.load_image(path)
-          pixels.require_size(hr.shape, min_size, path, f'{min_size}px')
-          if lr_path is not None:
-            lr = images_lib.load_image(lr_path)
-            check_pair(hr, lr, scale, path, lr_path)
-            _save_npy(out / entry['lr'], lr)
-          _save_npy(out / entry['hr'], hr)
-          entry['shape'] = list(hr.shape)
+        lr_path = (find_lr_file(path, lr_files, scale, lr_dir) if lr_dir
+                   else None)
+        entry, was_reused = _prepare_one(path, out, lr_path,
+                                         old.get(path.name), scale, min_size)
         manifest['images'].append(entry)
-        done.add(path.name)
+        reused += was_reused
         bar.update()
         if time.time() - last_save > 5:  # Progress survives a kill.
           save_partial()
