@@ -4,6 +4,7 @@ accepts, and how a stop request is raised (gramjax.state.checkpoint)."""
 import os
 import signal
 
+import numpy as np
 import pytest
 
 from configs import demo as demo_config
@@ -42,9 +43,9 @@ def test_checkpoints_from_before_icnr_and_the_blur_resume():
 
 def test_other_changes_need_permission_and_are_listed():
   saved, now = config_dict(), config_dict(**{'optimizer.b2': 0.999})
-  with pytest.raises(UserError, match=r'^--workdir=w holds a checkpoint '
+  with pytest.raises(UserError, match=r'^the workdir w holds a checkpoint '
                      r'\(step 5\) made with a different config: '
-                     r'optimizer.b2: 0.99 -> 0.999\. .*--allow_config_change'):
+                     r'optimizer.b2: 0.99 -> 0.999\. .*allow_config_change'):
     ckpt_lib.check_resume(saved, now, where='w', step=5,
                           allow_config_change=False)
   assert ckpt_lib.check_resume(saved, now, where='w', step=5,
@@ -68,8 +69,79 @@ def test_a_signal_asks_to_stop_once_and_restores_the_handlers(tmp_path):
       assert stop.reason(1) is None
       os.kill(os.getpid(), signal.SIGTERM)
       assert stop.reason(2) == 'SIGTERM'
-      # A second SIGTERM would now take the default action (kill).
-      assert signal.getsignal(signal.SIGTERM) == before
+      assert signal.getsignal(signal.SIGTERM) != before
     assert signal.getsignal(signal.SIGTERM) == before
   finally:
     ckpts.close()
+
+
+def test_a_second_signal_stops_at_once_with_one_line(tmp_path, capsys,
+                                                     monkeypatch):
+  """Ctrl-C twice: one line and status 130, no unwinding through orbax's
+  threads (``os._exit``, here caught)."""
+  exits = []
+
+  def fake_exit(status):
+    exits.append(status)
+    raise SystemExit(status)
+
+  monkeypatch.setattr(ckpt_lib.os, '_exit', fake_exit)
+  ckpts = ckpt_lib.Checkpoints(tmp_path, every=1, keep=1, async_save=False)
+  try:
+    with ckpt_lib.StopRequest(ckpts) as stop:
+      os.kill(os.getpid(), signal.SIGINT)
+      assert stop.reason(1) == 'SIGINT' and not exits
+      capsys.readouterr()
+      with pytest.raises(SystemExit):
+        os.kill(os.getpid(), signal.SIGINT)
+  finally:
+    ckpts.close()
+  assert exits == [130]
+  lines = capsys.readouterr().err.splitlines()
+  assert len(lines) == 1, lines
+  assert lines[0].startswith('SIGINT received again: stopped at once')
+  assert 'run the same command again' in lines[0]
+
+
+def test_unfinished_saves_are_removed_by_the_trainer_only(tmp_path):
+  """A ``<step>.orbax-checkpoint-tmp`` folder (an interrupted save): a
+  reader leaves it, the training run's ``Checkpoints`` removes and lists
+  it."""
+  stale = tmp_path / 'checkpoints' / '7.orbax-checkpoint-tmp-1234'
+  (stale / 'state').mkdir(parents=True)
+  ckpt_lib.Checkpoints(tmp_path, async_save=False).close()
+  ckpt_lib.open_read_only(tmp_path).close()
+  assert stale.is_dir()
+  ckpts = ckpt_lib.Checkpoints(tmp_path, async_save=False, clean_up=True)
+  ckpts.close()
+  assert ckpts.removed == [stale.name] and not stale.exists()
+
+
+def test_read_only_creates_nothing(tmp_path):
+  ckpts = ckpt_lib.open_read_only(tmp_path / 'w')
+  try:
+    assert ckpts.all_steps() == [] and ckpts.best() is None
+  finally:
+    ckpts.close()
+  assert not (tmp_path / 'w').exists()
+  assert ckpt_lib.best_step(tmp_path / 'w') is None
+
+
+def test_the_best_checkpoint_is_orbaxs_by_the_saved_metrics(tmp_path):
+  """Metrics go to orbax with the save; the best survives the latest-N
+  policy and is found again by a reader (``best_step``)."""
+  config = config_dict(best_metric='val/x/psnr', best_mode='max')
+  ckpts = ckpt_lib.Checkpoints(tmp_path, keep=1, async_save=False,
+                               best_metric='val/x/psnr')
+  state = {'w': np.zeros(2, np.float32)}
+  try:
+    for step, psnr in ((1, 20.0), (2, 30.0), (3, 25.0), (4, None)):
+      if psnr is not None:
+        assert ckpts.is_better(psnr) == (psnr in (20.0, 30.0))
+      ckpts.save(step, state, None, config, force=True,
+                 metrics=None if psnr is None else {'val/x/psnr': psnr})
+    assert ckpts.best()['step'] == 2
+    assert ckpts.all_steps() == [2, 4]
+  finally:
+    ckpts.close()
+  assert ckpt_lib.best_step(tmp_path) == 2
