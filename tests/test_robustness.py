@@ -249,13 +249,17 @@ def test_sigkill_at_random_moments_resumes_bit_for_bit(tmp_path):
 
 
 def test_stale_tmp_dir_and_cut_metrics_line_do_not_break_resume(
-    trained, tmp_path):
-  """What a kill mid-save and mid-log leaves behind: an unfinished orbax
-  ``<step>.orbax-checkpoint-tmp`` folder and half a metrics line."""
+    trained, tmp_path, caplog):
+  """What a kill mid-save and mid-log leaves behind: unfinished orbax
+  ``<step>.orbax-checkpoint-tmp`` folders and half a metrics line. The next
+  start removes the folders and says so."""
+  caplog.set_level(logging.INFO)
   work = copy_of(trained[0], tmp_path)
   stale = work / 'checkpoints' / '15.orbax-checkpoint-tmp'
   shutil.copytree(work / 'checkpoints' / '10', stale)
   shutil.rmtree(next(p for p in stale.iterdir() if p.is_dir()))
+  other = work / 'checkpoints' / '12.orbax-checkpoint-tmp-1765000000'
+  (other / 'state').mkdir(parents=True)
   with open(work / 'metrics.jsonl', 'a') as f:
     f.write('{"step": 15, "loss": 0.1')
   state = train.train_and_evaluate(tiny(20), work)
@@ -263,6 +267,30 @@ def test_stale_tmp_dir_and_cut_metrics_line_do_not_break_resume(
   assert checkpoint_steps(work) == [10, 15, 20]
   assert tmp_dirs(work) == []
   assert logged_steps(work) == [5, 10, 15, 20]
+  removed = [r.getMessage() for r in caplog.records
+             if r.getMessage().startswith('removed ')]
+  assert removed == [
+      f'removed {other.name}, {stale.name} from {work / "checkpoints"}: '
+      'unfinished checkpoint(s) of an interrupted save'], removed
+  assert 'lost' not in caplog.text  # Step 10 was the last step logged.
+
+
+def test_resume_says_how_many_steps_were_lost(trained, tmp_path, caplog):
+  """Logged to step 10 but checkpointed only to step 5 (the save of 10
+  never finished): the resume says 5 steps are trained again."""
+  caplog.set_level(logging.INFO)
+  work = copy_of(trained[0], tmp_path)
+  shutil.rmtree(work / 'checkpoints' / '10')
+  state = train.train_and_evaluate(tiny(10), work)
+  assert int(state.step) == 10
+  messages = [r.getMessage() for r in caplog.records]
+  i = next(i for i, m in enumerate(messages) if m.startswith('resumed from'))
+  assert messages[i].endswith(' at step 5')
+  lost = [m for m in messages if 'lost' in m]
+  assert lost == ['the previous run had reached step 10: going on from the '
+                  'last complete checkpoint, step 5, 5 step(s) are lost and '
+                  'trained again'], lost
+  assert logged_steps(work) == [5, 10]
 
 
 # --------------------------------------------------- SIGTERM / SIGINT --
@@ -334,7 +362,8 @@ def test_diverging_run_stops_with_one_line_and_last_checkpoint_intact(
   first_bad, stopped, last_good = map(int, m.groups()[:3])
   assert 10 < first_bad <= stopped
   assert m.group(4) == str(work.absolute() / 'checkpoints')
-  assert '--config.nan_policy=skip' in line and 'learning rate' in line
+  assert "config.nan_policy='skip'" in line and 'learning rate' in line
+  assert '--config' not in line  # Library errors name keys, not flags.
   assert 'resuming with config changes: optimizer.lr_values' in r.stderr
   assert max(checkpoint_steps(work)) == last_good
   assert last_good < first_bad
@@ -464,11 +493,11 @@ def test_resume_with_other_config_is_refused_listing_the_keys(trained,
   assert cli_train(config, workdir) == 2
   line = one_error_line(capsys.readouterr().err)
   assert line.startswith(
-      f'error: --workdir={workdir} holds a checkpoint (step 10) made with a '
+      f'error: the workdir {workdir} holds a checkpoint (step 10) made with a '
       'different config: '), line
   assert 'model.channels: 8 -> 16; optimizer.b2: 0.99 -> 0.999.' in line
   assert 'total_steps' not in line  # A resumable change.
-  assert '--allow_config_change' in line
+  assert 'allow_config_change' in line and '--' not in line
   assert sorted(p.name for p in workdir.rglob('*')) == before
 
 
@@ -641,7 +670,7 @@ def test_unwritable_workdir_is_one_line(tmp_path, capsys, layout, why):
   workdir = afile / 'sub' if layout == 'under_a_file' else afile
   assert cli_train(tiny(3), workdir) == 2
   line = one_error_line(capsys.readouterr().err)
-  assert line.startswith(f'error: --workdir={workdir}: {why}'), line
+  assert line.startswith(f'error: workdir={workdir}: {why}'), line
   assert afile.read_text() == 'a file, not a folder'
 
 
@@ -654,7 +683,7 @@ def test_read_only_workdir_is_one_line(tmp_path, capsys):
   try:
     assert cli_train(tiny(3), workdir) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert line.startswith(f'error: --workdir={workdir}: cannot write there')
+    assert line.startswith(f'error: workdir={workdir}: cannot write there')
   finally:
     workdir.chmod(0o755)
 

@@ -176,12 +176,11 @@ def load(workdir: str | pathlib.Path, step: int | str | None = None
       raise UserError(f'--workdir={workdir}: no finished checkpoint in '
                       f'{ckpts.directory}')
     if step == 'best':
-      best = ckpts.best()
-      if best is None:
+      step = ckpt_lib.best_step(workdir)
+      if step is None:
         raise UserError(f'--step=best: {workdir} has no best checkpoint '
                         '(it is kept when config.best_metric names a '
                         'validation metric of config.evals)')
-      step = best['step']
     if step is None:
       step = max(steps)
     elif step not in steps:

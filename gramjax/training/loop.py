@@ -1,11 +1,7 @@
-"""Training: a pure jitted ``train_step(state, batch) -> (state, metrics)``
-and the loop around it, which reads top to bottom in four phases (set-up,
-resume, loop, finish), each a call of one named helper.
-
-Pixel ranges: batches hold HR crops, uint8 [0, 255]. On the device they
-become the target in [-1, 1] and the LR input in [0, 1] (MATLAB bicubic
-downscaling, optionally rounded to 8-bit levels like a saved LR file), as in
-section IV-B of the paper (``gramjax.core.pixels.training_pair``).
+"""Training: the loop around the jitted step (``gramjax.training.step``),
+which reads top to bottom in banner-marked phases (set-up, resume, loop,
+finish), each a few lines calling named helpers; the periodic actions
+after each dispatch are ``gramjax.training.actions``.
 
 Randomness: the step itself is deterministic. Crops and augmentations come
 from grain's per-element RNG, seeded by ``config.seed`` and the element index
@@ -23,124 +19,26 @@ import pathlib
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
-from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from gramjax.state import checkpoint as ckpt_lib
 from gramjax import data as data_lib
-from gramjax.state import distributed
-from gramjax.training import validation
 from gramjax.core import files
-from gramjax.inference import predictor as inference
 from gramjax.core import losses
-from gramjax.training import monitor as monitor_lib
-from gramjax.core import pixels
+from gramjax.core.errors import UserError
+from gramjax.inference import predictor as inference
+from gramjax.state import checkpoint as ckpt_lib
+from gramjax.state import distributed
 from gramjax.state import train_state as state_lib
-from gramjax.core.errors import Preempted, UserError
+from gramjax.training import actions
+from gramjax.training import monitor as monitor_lib
+from gramjax.training import validation
+# Re-exported: the step and the schedule, as ``loop.<name>``.
+from gramjax.training.actions import itstime, next_dispatch  # noqa: F401
+from gramjax.training.step import (  # noqa: F401
+    batch_psnr, make_dispatch, make_train_step)
 from gramjax.state.train_state import TrainState
-
-
-# ------------------------------------------------------------- the step --
-
-def batch_psnr(mean: jax.Array, target: jax.Array) -> jax.Array:
-  """PSNR (dB) of the mean on the batch, both in [-1, 1] (peak-to-peak 2),
-  averaged over images; RGB, no shave (a training monitor only)."""
-  mse = jnp.mean(jnp.square(jnp.clip(mean, -1, 1) - target), axis=(1, 2, 3))
-  return jnp.mean(10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-12)))
-
-
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-                    pixel_loss: Callable, schedule: optax.Schedule, *,
-                    scale: int, round_lr: bool, attention_units: str | float,
-                    ema_decay: float = 0.0, mse_warmup: int = 0
-                    ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-  """Builds the pure step. ``batch['hr']``: uint8 HR crops (N, H, W, 3);
-  optional ``batch['lr']``: their uint8 LR files (N, H/s, W/s, 3), else the
-  LR is made on the device by MATLAB bicubic. With ``ema_decay`` the state's
-  ``ema_params`` follow the applied parameters. The first ``mse_warmup``
-  steps train with the MSE instead of ``pixel_loss`` (``mse_warmup`` of
-  the beta-NLL authors' code): the mean learns first, the log-variance head
-  stays where it started."""
-
-  def loss_fn(params, model_state, batch, step):
-    lr, target = pixels.training_pair(batch['hr'], scale, round_lr, jnp)
-    if 'lr' in batch:
-      lr = batch['lr'].astype(jnp.float32) / 255.0
-    # Fresh Variables at this trace level: BatchNorm updates its statistics
-    # in place, which NNX only allows on Variables made inside the trace.
-    model_state = jax.tree.map(lambda x: x, model_state)
-    model = nnx.merge(graphdef, params, model_state)
-    mean, log_var = model(lr, train=True)
-    new_model_state = nnx.state(model, nnx.BatchStat)
-    loss_map = pixel_loss(mean, log_var, target)
-    if mse_warmup:
-      loss_map = jnp.where(step < mse_warmup,
-                           losses.mse(mean, log_var, target), loss_map)
-    loss = jnp.mean(loss_map)
-    return loss, (mean, log_var, target, new_model_state)
-
-  def train_step(state: TrainState, batch: dict[str, jax.Array]):
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, aux), grads = grad_fn(state.params, state.model_state, batch,
-                                 state.step)
-    mean, log_var, target, new_model_state = aux
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    # The NaN/Inf guard, on device (no host sync): a step whose loss or
-    # gradients are not finite changes nothing but the counters.
-    finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
-        [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-    keep = lambda new, old: jax.tree.map(
-        lambda n, o: jnp.where(finite, n, o), new, old)
-    ema = state.ema_params
-    if ema is not None:
-      ema = keep(state_lib.update_ema(ema, params, ema_decay), ema)
-    new_state = state.replace(
-        step=state.step + 1, params=keep(params, state.params), ema_params=ema,
-        model_state=keep(new_model_state, state.model_state),
-        opt_state=keep(opt_state, state.opt_state),
-        bad_steps=state.bad_steps + jnp.where(finite, 0, 1),
-        first_bad_step=jnp.where(
-            ~finite & (state.first_bad_step < 0), state.step + 1,
-            state.first_bad_step))
-    log_var = jax.lax.stop_gradient(log_var)
-    metrics = {
-        'loss': loss,
-        'nll': jnp.mean(losses.nll(mean, log_var, target)),
-        'mse': jnp.mean(losses.mse(mean, log_var, target)),
-        'psnr': batch_psnr(mean, target),
-        'sigma_grey': jnp.mean(jnp.exp(0.5 * log_var)) * pixels.GREY_PER_UNIT,
-        'log_var': jnp.mean(log_var),
-        'mask': jnp.mean(losses.attention_mask(log_var, attention_units)),
-        'grad_norm': optax.tree.norm(grads),
-        'lr': schedule(state.step),
-    }
-    return new_state, metrics
-
-  return train_step
-
-
-def make_dispatch(train_step: Callable, n: int, unroll: bool = False
-                  ) -> Callable:
-  """``n`` training steps in one call: ``lax.scan`` of ``train_step`` over
-  batches stacked on a leading axis of length ``n``; the metrics come back
-  summed over the ``n`` steps (on the device). ``n == 1`` is the plain step,
-  its batch without the leading axis. ``unroll`` compiles the ``n`` steps
-  as one straight program: XLA:CPU runs convolutions inside a loop body
-  about 10x slower than outside one (measured: docs/benchmarks.md), so the
-  CPU unrolls; other backends keep the loop (compile time)."""
-  if n == 1:
-    return train_step
-
-  def dispatch(state: TrainState, batches: dict):
-    state, metrics = jax.lax.scan(train_step, state, batches, unroll=unroll)
-    return state, jax.tree.map(lambda m: jnp.sum(m, axis=0), metrics)
-
-  return dispatch
 
 
 # ------------------------------------------------------------- policies --
@@ -198,20 +96,6 @@ def pixel_loss_from_config(config) -> Callable:
                                   tuple(config.loss.log_var_clip))
   except (KeyError, ValueError) as e:
     raise UserError(str(e).strip('"')) from e
-
-
-def itstime(step: int, every: int, total: int) -> bool:
-  """Whether a periodic action (log, checkpoint, an evaluator) falls on
-  ``step``: every ``every`` steps and at the last step."""
-  return step % every == 0 or step == total
-
-
-def next_dispatch(step: int, k: int, total: int, everies) -> int:
-  """How many steps the dispatch after ``step`` runs: ``k``, or fewer so
-  that it ends on the next step where a periodic action falls (so logs,
-  checkpoints and evaluations land on the same steps whatever ``k``)."""
-  ends = [total] + [(step // e + 1) * e for e in everies]
-  return max(1, min(k, min(ends) - step))
 
 
 # ------------------------------------------------------- phase helpers --
@@ -290,7 +174,8 @@ def set_up(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Run:
       ema_decay=recipe.ema_decay, mse_warmup=config.loss.mse_warmup)
   checkpoints = ckpt_lib.Checkpoints(
       workdir, every=config.checkpoint_every, keep=config.keep_checkpoints,
-      best_metric=config.best_metric or None, best_mode=config.best_mode)
+      best_metric=config.best_metric or None, best_mode=config.best_mode,
+      clean_up=True)
   k = steps_per_dispatch(config)
   logging.info('%d step(s) per dispatch%s', k,
                '' if config.steps_per_dispatch else
@@ -303,9 +188,12 @@ def set_up(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Run:
 def resume(run: Run, allow_config_change: bool) -> tuple[TrainState, int]:
   """The latest checkpoint's state and step (and, in place, the data
   iterator's position), or the initial state at step 0. Refuses configs the
-  checkpoint cannot continue (``checkpoint.check_resume``). Writes the
-  config the run goes on with to ``WORKDIR/config.json``."""
+  checkpoint cannot continue (``checkpoint.check_resume``). Reports the
+  unfinished saves removed and the steps trained since the checkpoint (lost,
+  trained again). Writes the config the run goes on with to
+  ``WORKDIR/config.json``."""
   ckpts, start = run.checkpoints, run.checkpoints.latest_step()
+  report_lost(run, start)
   state = run.init_state
   if start is not None:
     diffs = ckpt_lib.check_resume(
@@ -320,7 +208,7 @@ def resume(run: Run, allow_config_change: bool) -> tuple[TrainState, int]:
       if not diffs:
         raise
       raise UserError(
-          f'--allow_config_change: the checkpoint of step {start} in '
+          f'allow_config_change: the checkpoint of step {start} in '
           f'{ckpts.directory} does not fit the new config ({"; ".join(diffs)}'
           f'): {str(e).splitlines()[0]}. A changed architecture needs a new '
           'workdir') from e
@@ -331,47 +219,79 @@ def resume(run: Run, allow_config_change: bool) -> tuple[TrainState, int]:
   return state, start or 0
 
 
+def report_lost(run: Run, start: int | None) -> None:
+  """Warns about the unfinished checkpoint folders removed at start-up (an
+  interrupted save) and the steps logged in ``metrics.jsonl`` after the
+  checkpoint the run goes on from: those are lost and trained again."""
+  ckpts = run.checkpoints
+  if ckpts.removed:
+    logging.warning('removed %s from %s: unfinished checkpoint(s) of an '
+                    'interrupted save', ', '.join(ckpts.removed),
+                    ckpts.directory)
+  reached = monitor_lib.last_logged_step(run.workdir / 'metrics.jsonl')
+  if reached is not None and reached > (start or 0):
+    where = (f'the last complete checkpoint, step {start}' if start is not None
+             else 'step 0 (no complete checkpoint)')
+    logging.warning('the previous run had reached step %d: going on from %s, '
+                    '%d step(s) are lost and trained again', reached, where,
+                    reached - (start or 0))
+
+
 def save(run: Run, step: int, state: TrainState, *, force: bool,
          metrics: dict | None = None) -> None:
   run.checkpoints.save(step, state, run.data_iter, run.config_dict,
                        force=force, metrics=metrics)
 
 
-def validate(run: Run, state: TrainState, step: int, total: int,
-             watch: monitor_lib.Monitor) -> bool:
-  """Runs the evaluators due at ``step`` on the current model (its EMA
-  weights when kept) and logs ``val/<name>/<metric>``; a new best of
-  ``config.best_metric`` is saved as a checkpoint and recorded. Returns
-  whether it saved one. A model whose predictions are not finite (a run
-  diverging under ``nan_policy='skip'``) is logged, not measured."""
-  due = [e for e in run.evaluators if itstime(step, e.every, total)]
-  if not due:
-    return False
-  predictor = inference.from_state(run.config, run.recipe.graphdef, state)
-  values = {}
-  for evaluator in due:
-    try:
-      values |= evaluator.run(predictor)
-    except ValueError as e:
-      logging.warning('validation set %s at step %d not measured: %s',
-                      evaluator.name, step, e)
-  if not values:
-    return False
-  watch.log_validation(step, values, predictor.weights)
-  metric = run.config.best_metric
-  if metric and metric in values and run.checkpoints.is_better(
-      values[metric]):
-    save(run, step, state, force=True, metrics=values)
-    run.checkpoints.record_best(step, metric, values[metric])
-    logging.info('best %s so far: %.4f at step %d (kept as the best '
-                 'checkpoint)', metric, values[metric], step)
-    return True
-  return False
+def start_watching(run: Run, state: TrainState, start: int
+                   ) -> monitor_lib.Monitor:
+  """The monitor of the run from ``start`` (``metrics.jsonl`` cut back to
+  it); notes when there is nothing to train."""
+  total = run.config.total_steps
+  if start >= total:
+    logging.info('checkpoint step %d >= config.total_steps=%d: nothing to '
+                 'train', start, total)
+  return monitor_lib.Monitor(
+      monitor_lib.MetricWriter(run.workdir, start, run.config.tensorboard),
+      total_steps=total, nan_policy=run.config.nan_policy,
+      bad_steps=int(distributed.local_value(state.bad_steps)))
 
 
-def finish(run: Run, state: TrainState) -> None:
-  """Waits for the last checkpoint, closes everything, and super-resolves
-  the config's sample images with the final model (process 0)."""
+def periodic_actions(run: Run, watch: monitor_lib.Monitor
+                     ) -> list[actions.PeriodicAction]:
+  """What the loop does after a dispatch, in this order (``actions``)."""
+  config = run.config
+  checkpoint_save = lambda *a, **k: save(run, *a, **k)
+  validate = actions.Validate(
+      run.evaluators, watch,
+      lambda state: inference.from_state(config, run.recipe.graphdef, state))
+  return [
+      actions.StopOnNonFinite(watch, run.checkpoints,
+                              (config.log_every, config.checkpoint_every)),
+      actions.Log(watch, config.log_every),
+      actions.Preempt(checkpoint_save),
+      validate,
+      actions.Checkpoint(checkpoint_save, run.checkpoints,
+                         config.checkpoint_every, validate),
+  ]
+
+
+def train_steps(run: Run, state: TrainState, step: int, start: int,
+                watch: monitor_lib.Monitor, everies) -> tuple[TrainState, int]:
+  """One dispatch: the steps up to the next step where an action falls."""
+  n = next_dispatch(step, run.k, run.config.total_steps, everies)
+  state, metrics = run.dispatch(n)(state, run.batches(n))
+  watch.record(metrics, n)
+  if step == start:
+    watch.first_step_done()
+  return state, step + n
+
+
+def finish(run: Run, state: TrainState, watch: monitor_lib.Monitor) -> None:
+  """Closes the metrics, waits for the last checkpoint, closes everything,
+  and super-resolves the config's sample images with the final model
+  (process 0)."""
+  watch.writer.close()
   run.checkpoints.wait()
   run.checkpoints.close()
   if jax.process_index() == 0 and run.config.data.sample_images:
@@ -390,56 +310,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """Trains ``config`` in ``workdir``, resuming from its latest checkpoint,
   validating on ``config.evals`` and writing samples of the final model.
 
-  Steps run ``config.steps_per_dispatch`` at a time; logs, checkpoints,
-  evaluations and stop requests fall on dispatch boundaries, which are cut
-  to land on the same steps whatever that number. Resuming with a config
-  that differs from the checkpoint's (other than in
-  ``checkpoint.RESUMABLE_CHANGES``) is refused, naming the keys, unless
-  ``allow_config_change``. SIGTERM/SIGINT (or an orbax preemption notice)
-  saves a checkpoint after the current dispatch and raises ``Preempted``.
+  Steps run ``config.steps_per_dispatch`` at a time; the periodic actions
+  (``gramjax.training.actions``: log, validate, checkpoint, profile, stop on
+  non-finite) fall on dispatch boundaries, which are cut to land on the
+  same steps whatever that number. Resuming with a config that differs
+  from the checkpoint's (other than in ``checkpoint.RESUMABLE_CHANGES``) is
+  refused, naming the keys, unless ``allow_config_change``. SIGTERM/SIGINT
+  (or an orbax preemption notice) saves a checkpoint after the current
+  dispatch and raises ``Preempted``.
   """
-  with files.output_dir(workdir, '--workdir') as workdir:
+  with files.output_dir(workdir, 'workdir') as workdir:
     # -------------------------------------------------------------- set-up
     run = set_up(config, workdir)
     # -------------------------------------------------------------- resume
     state, start = resume(run, allow_config_change)
-    total = config.total_steps
-    if start >= total:
-      logging.info('checkpoint step %d >= config.total_steps=%d: nothing to '
-                   'train', start, total)
-    watch = monitor_lib.Monitor(
-        monitor_lib.MetricWriter(workdir, start, config.tensorboard),
-        total_steps=total, nan_policy=config.nan_policy,
-        bad_steps=int(distributed.local_value(state.bad_steps)))
-    everies = [config.log_every, config.checkpoint_every] + [
-        e.every for e in run.evaluators]
-    profiler = monitor_lib.Profiler(workdir, config.profile_steps)
-    last_checkpoint = lambda: (run.checkpoints.latest_step(),
-                               run.checkpoints.directory)
+    watch = start_watching(run, state, start)
+    after_dispatch = periodic_actions(run, watch)
+    everies = [e for a in after_dispatch for e in a.everies]
+    profile = actions.Profile(monitor_lib.Profiler(workdir,
+                                                   config.profile_steps))
     # ---------------------------------------------------------------- loop
+    total, step = config.total_steps, start
     with jax.set_mesh(run.mesh), ckpt_lib.StopRequest(run.checkpoints) as stop:
-      step = start
       while step < total:
-        profiler.update(step, state)
-        n = next_dispatch(step, run.k, total, everies)
-        state, metrics = run.dispatch(n)(state, run.batches(n))
-        watch.record(metrics, n)
-        if step == start:
-          watch.first_step_done()
-        step += n
-        stop_reason = stop.reason(step)
-        if itstime(step, config.log_every, total) or stop_reason:
-          watch.check_finite(step, state, last_checkpoint())
-          watch.log(step)
-        if stop_reason:
-          save(run, step, state, force=True)
-          raise Preempted(step, stop_reason)
-        saved = validate(run, state, step, total, watch)
-        if itstime(step, config.checkpoint_every, total) and not saved:
-          watch.check_finite(step, state, last_checkpoint())
-          save(run, step, state, force=step == total)
-      profiler.stop(step, state)
+        actions.run_due([profile], actions.Moment(step, total), state)
+        state, step = train_steps(run, state, step, start, watch, everies)
+        moment = actions.Moment(step, total, stop.reason(step))
+        actions.run_due(after_dispatch, moment, state)
+      profile.stop(step, state)
     # -------------------------------------------------------------- finish
-    watch.writer.close()
-    finish(run, state)
+    finish(run, state, watch)
   return state

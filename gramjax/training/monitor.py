@@ -20,6 +20,22 @@ from gramjax.state.distributed import local_value
 from gramjax.core.errors import UserError
 
 
+def last_logged_step(path: pathlib.Path) -> int | None:
+  """The last step in a ``metrics.jsonl`` (lines cut short skipped), or
+  None: how far a run got, checkpointed or not."""
+  last = None
+  try:
+    lines = path.read_text().splitlines()
+  except OSError:
+    return None
+  for line in lines:
+    try:
+      last = max(int(json.loads(line)['step']), last or 0)
+    except (ValueError, KeyError, TypeError):
+      continue
+  return last
+
+
 class MetricWriter:
   """Appends metrics to WORKDIR/metrics.jsonl (and TensorBoard if present)."""
 
@@ -119,8 +135,8 @@ class Monitor:
     raise UserError(
         f'non-finite loss or gradients at step {first} (not applied); '
         f'stopped at step {step}. {where}. Try a lower learning '
-        'rate or --config.loss.log_var_clip="(-10.0,10.0)", or skip such '
-        'steps with --config.nan_policy=skip')
+        'rate or config.loss.log_var_clip=(-10.0, 10.0), or skip such '
+        "steps with config.nan_policy='skip'")
 
   def log(self, step: int) -> dict:
     """Averages the pending metrics over their steps on the host, writes
