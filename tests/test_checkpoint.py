@@ -145,3 +145,29 @@ def test_the_best_checkpoint_is_orbaxs_by_the_saved_metrics(tmp_path):
   finally:
     ckpts.close()
   assert ckpt_lib.best_step(tmp_path) == 2
+
+
+def test_the_checkpoint_action_saves_on_schedule_and_on_a_new_best():
+  """``actions.Checkpoint``: due every ``every`` steps, at the last step,
+  and where the validation of that step beat the best (saved at once, with
+  its values); ``Validate`` keeps only its own step's values."""
+  from gramjax.training import actions  # pylint: disable=g-import-not-at-top
+
+  class FakeCheckpoints:
+    best_metric, best = 'val/x/psnr', 30.0
+    is_better = lambda self, v: v > self.best
+
+  saves = []
+  validate = actions.Validate([], None, None)
+  action = actions.Checkpoint(lambda *a, **k: saves.append((a[0], k)),
+                              FakeCheckpoints(), 10, validate)
+  due = lambda step: action.due(actions.Moment(step, 25))
+  assert [s for s in range(1, 26) if due(s)] == [10, 20, 25]
+  validate.step, validate.values = 7, {'val/x/psnr': 31.0}
+  assert due(7) and not due(8)
+  action(actions.Moment(7, 25), None)
+  validate.values = {'val/x/psnr': 29.0}
+  assert not due(7)
+  action(actions.Moment(25, 25), None)
+  assert saves == [(7, {'force': True, 'metrics': {'val/x/psnr': 31.0}}),
+                   (25, {'force': True, 'metrics': None})]

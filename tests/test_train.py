@@ -12,23 +12,25 @@ import pytest
 from PIL import Image
 
 from configs import demo as demo_config
-from gramjax.state import checkpoint as ckpt_lib
-from gramjax.training import loop as train
+from gramjax.core import losses
 from gramjax.core.errors import UserError
+from gramjax.inference import predictor as inference
+from gramjax.state import checkpoint as ckpt_lib
+from gramjax.state import train_state as state_lib
+from gramjax.training import loop as train
+from gramjax.training import validation
 from tests.conftest import run_module, shared_data
+
+
+# The demo shrunk: ``small_demo`` starts from these config keys.
+SMALL = {'log_every': 10, 'checkpoint_every': 20, 'tensorboard': False,
+         'model.num_blocks': 2, 'model.channels': 16, 'data.crop_size': 48,
+         'batch_size': 8}
 
 
 def small_demo(total_steps, **overrides):
   c = demo_config.get_config()
-  c.total_steps = total_steps
-  c.log_every = 10
-  c.checkpoint_every = 20
-  c.tensorboard = False
-  c.model.num_blocks = 2
-  c.model.channels = 16
-  c.data.crop_size = 48
-  c.batch_size = 8
-  for k, v in overrides.items():
+  for k, v in {'total_steps': total_steps, **SMALL, **overrides}.items():
     node = c
     *path, last = k.split('.')
     for p in path:
@@ -62,8 +64,7 @@ def demo_run(tmp_path_factory):
 def test_loss_falls_and_metrics_are_logged(demo_run):
   _, _, metrics, _ = demo_run
   assert [m['step'] for m in metrics] == [10, 20, 30, 40, 50, 60]
-  for key in ('loss', 'nll', 'psnr', 'sigma_grey', 'mask', 'lr', 'grad_norm',
-              'steps_per_sec'):
+  for key in 'loss nll psnr sigma_grey mask lr grad_norm steps_per_sec'.split():
     assert all(np.isfinite(m[key]) for m in metrics), key
   assert metrics[-1]['loss'] < metrics[0]['loss'] - 0.1
   assert metrics[-1]['psnr'] > metrics[0]['psnr'] + 1.0
@@ -72,7 +73,7 @@ def test_loss_falls_and_metrics_are_logged(demo_run):
 
 def test_checkpoint_restores_the_final_state(demo_run):
   workdir, _, _, state80 = demo_run
-  ckpts = ckpt_lib.Checkpoints(workdir, every=20, keep=3)
+  ckpts = ckpt_lib.open_read_only(workdir)  # A reader: writes nothing.
   assert ckpts.latest_step() == 80
   restored = ckpts.restore(80, ckpt_lib.abstract_like(state80))
   assert int(restored.step) == 80
@@ -85,8 +86,8 @@ def test_checkpoint_restores_the_final_state(demo_run):
 def test_second_run_resumes_instead_of_restarting(demo_run):
   workdir, state60, _, state80 = demo_run
   assert int(state60.step) == 60 and int(state80.step) == 80
-  steps = [m['step'] for m in read_metrics(workdir)]
-  assert steps == [10, 20, 30, 40, 50, 60, 70, 80]  # No step logged twice.
+  assert [m['step'] for m in read_metrics(workdir)] == [  # None twice.
+      10, 20, 30, 40, 50, 60, 70, 80]
 
 
 def test_samples_written_for_held_out_image(demo_run):
@@ -108,12 +109,9 @@ def test_samples_written_for_held_out_image(demo_run):
 
 def test_resume_is_exact(tmp_path):
   """20 + 20 steps in two runs == 40 steps in one (bit for bit on CPU)."""
-  straight = train.train_and_evaluate(
-      small_demo(40, **{'data.sample_images': ''}), tmp_path / 'a')
-  train.train_and_evaluate(small_demo(20, **{'data.sample_images': ''}),
-                           tmp_path / 'b')
-  resumed = train.train_and_evaluate(
-      small_demo(40, **{'data.sample_images': ''}), tmp_path / 'b')
+  run = lambda n, w: train.train_and_evaluate(
+      small_demo(n, **{'data.sample_images': ''}), tmp_path / w)
+  straight, _, resumed = run(40, 'a'), run(20, 'b'), run(40, 'b')
   for a, b in zip(params_of(straight), params_of(resumed)):
     np.testing.assert_array_equal(a, b)
   ma, mb = read_metrics(tmp_path / 'a'), read_metrics(tmp_path / 'b')
@@ -163,9 +161,9 @@ def test_paper_model_three_steps_on_sunhays80(tmp_path):
   assert (tmp_path / 'checkpoints' / '3').is_dir()
 
 
-@pytest.mark.parametrize('name', ['gram', 'gram_vjp', 'mse', 'mle',
-                                  'loss_rescale', 'beta_nll', 'faithful',
-                                  'gram_official_code'])
+@pytest.mark.parametrize('name', (
+    'gram gram_vjp mse mle loss_rescale beta_nll faithful gram_official_code'
+    .split()))
 def test_every_experiment_config_trains(tmp_path, name):
   """Each configs/*.py runs (shrunk): its loss, BatchNorm + PReLU + tanh
   and the log-variance clip of the official-code config included."""
@@ -233,8 +231,6 @@ def test_mse_warmup_trains_the_mean_alone_then_the_likelihood():
   """GRAM with a 3-step MSE warm-up: after 3 steps every parameter equals
   an MSE run's (the log-variance head still at its initial value); the
   fourth step follows GRAM's gradient, not the MSE's."""
-  from gramjax.core import losses
-  from gramjax.state import train_state as state_lib  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   batches = [{'hr': rng.integers(0, 256, (4, 32, 32, 3), np.uint8)}
              for _ in range(4)]
@@ -285,11 +281,9 @@ def test_k_steps_per_dispatch_equal_k_single_steps(tmp_path):
 def test_resumed_with_another_k_ends_where_an_uninterrupted_run_ends(
     tmp_path):
   """Stopped at a checkpoint (what a kill leaves) and resumed with k=3."""
-  straight = train.train_and_evaluate(tiny(20, steps_per_dispatch=1),
-                                      tmp_path / 'a')
-  train.train_and_evaluate(tiny(10, steps_per_dispatch=2), tmp_path / 'b')
-  resumed = train.train_and_evaluate(tiny(20, steps_per_dispatch=3),
-                                     tmp_path / 'b')
+  run = lambda n, k, w: train.train_and_evaluate(
+      tiny(n, steps_per_dispatch=k), tmp_path / w)
+  straight, _, resumed = run(20, 1, 'a'), run(10, 2, 'b'), run(20, 3, 'b')
   assert int(resumed.step) == 20
   assert_same_params(straight, resumed)
 
@@ -299,8 +293,6 @@ def test_resumed_with_another_k_ends_where_an_uninterrupted_run_ends(
 def test_ema_follows_the_parameters_step_by_step():
   """The state's EMA against the recursion computed here from the
   parameters of each step."""
-  from gramjax.core import losses
-  from gramjax.state import train_state as state_lib  # pylint: disable=g-import-not-at-top
   c = tiny(3, ema_decay=0.5)
   recipe = state_lib.build(c)
   step = jax.jit(train.make_train_step(
@@ -345,8 +337,6 @@ def test_validation_is_logged_and_the_best_checkpoint_kept(tmp_path,
   """Scripted validation PSNRs 30, 20, 10 at steps 5, 10, 15: the best
   (step 5) is kept beside the latest (keep_checkpoints=1) and
   ``--step=best`` loads it."""
-  from gramjax.training import validation  # pylint: disable=g-import-not-at-top
-  from gramjax.inference import predictor as inference
   scripted = iter([30.0, 20.0, 10.0])
   monkeypatch.setattr(validation.Evaluator, 'run', lambda self, p: {
       f'val/{self.name}/psnr': next(scripted), f'val/{self.name}/seconds':
@@ -357,13 +347,10 @@ def test_validation_is_logged_and_the_best_checkpoint_kept(tmp_path,
   val = read_metrics(tmp_path, validation=True)
   assert [(v['step'], v['val/heldout/psnr']) for v in val] == [
       (5, 30.0), (10, 20.0), (15, 10.0)]
-  # The best by orbax's own metrics (saved with the checkpoint), no file
-  # of ours.
+  # The best by orbax's metrics (saved with the checkpoint), no file of ours.
   assert ckpt_lib.best_step(tmp_path) == 5
   assert not (tmp_path / 'best.json').exists()
-  steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()
-                 if p.name.isdigit())
-  assert steps == [5, 15]
+  assert sorted(ckpt_lib.open_read_only(tmp_path).all_steps()) == [5, 15]
   assert inference.load(tmp_path, 'best').step == 5
   assert inference.load(tmp_path).step == 15
   Image.fromarray(np.full((12, 10, 3), 99, np.uint8)).save(tmp_path / 'a.png')
@@ -375,8 +362,7 @@ def test_validation_is_logged_and_the_best_checkpoint_kept(tmp_path,
 
 def test_missing_validation_folder_is_logged_and_training_goes_on(
     tmp_path, caplog):
-  import logging  # pylint: disable=g-import-not-at-top
-  caplog.set_level(logging.INFO)
+  caplog.set_level('INFO')
   c = tiny(5, **{'evals.heldout.folder': str(tmp_path / 'nope')})
   state = train.train_and_evaluate(c, tmp_path / 'w')
   assert int(state.step) == 5
@@ -394,11 +380,7 @@ def test_bad_evaluator_key_names_it(tmp_path):
 
 def test_rolled_dispatch_matches_single_steps():
   """The rolled scan (the GPU/TPU path) against three jitted steps, to float
-  rounding (its body is compiled on its own; Adam divides by the root of
-  the squared gradients, which turns a rounding difference in a tiny
-  gradient into up to ~1e-6 of parameter), metrics summed."""
-  from gramjax.core import losses
-  from gramjax.state import train_state as state_lib  # pylint: disable=g-import-not-at-top
+  rounding (Adam makes it up to ~1e-6 of parameter), metrics summed."""
   recipe = state_lib.build(tiny(3))
   step = train.make_train_step(
       recipe.graphdef, recipe.tx, losses.get('gram'), recipe.schedule,
