@@ -3,7 +3,7 @@
   python -m gramjax.predict --workdir=runs/gram --input=photo.jpg --output=out
   python -m gramjax.predict --checkpoint=runs/gram/checkpoints/300000 \\
       --input=photos/ --output=out [--tile=128] [--sigma_max=8] \\
-      [--nolog_var] [--verbose]
+      [--nolog_var] [--nocolour_bar] [--redo] [--verbose]
 
 Each input image is the LOW-resolution image: it is upscaled x s (the
 model's factor, 4 for the paper's models) as it is, never downscaled first.
@@ -16,15 +16,16 @@ needed; a run that fails before writing anything leaves no new folder):
     the mean, rounded.
 ``<stem>_uncertainty.png``
     The predicted sigma per pixel, colour-mapped (matplotlib's 'inferno':
-    black = certain, bright yellow = uncertain), exactly the size of the SR
-    image. sigma is in grey levels ([0, 255] units): the root of the mean
+    black = certain, bright yellow = uncertain), pixel for pixel the SR
+    image (its top H*s rows). sigma is in grey levels ([0, 255] units): the root of the mean
     over the three channels of sigma_c^2. The colour scale runs from 0 to
     the image's 99th percentile of sigma (each image its own scale), or to
     ``--sigma_max`` grey levels (give it to compare several images on one
     scale); larger sigmas take the top colour. A legend (the label "sigma
-    (grey levels)" above the colour bar with its tick values) is drawn as a
-    semi-opaque inset in the bottom-right corner; the scale's top is also
-    stored in the PNG's text chunk ``sigma_max_grey``.
+    (grey levels)" above the colour bar with its tick values) is drawn in
+    a black strip added below the map, never over it (``--nocolour_bar``:
+    no strip, the map alone); the scale's top is also stored in the PNG's
+    text chunk ``sigma_max_grey``.
 ``<stem>_log_var.npy`` (not with ``--nolog_var``)
     The raw prediction: float32 (H*s, W*s, 3), v = log sigma^2 per pixel and
     channel with sigma in the model's [-1, 1] units (so in [0, 1] units
@@ -43,11 +44,11 @@ bits), palette images, CMYK JPEG, and JPEGs with an EXIF orientation
 ``--tile`` x ``--tile`` LR tiles with a halo of the model's receptive
 radius, which gives exactly the untiled result at bounded memory; outputs
 are assembled strip by strip and the ``.npy`` is streamed to disk. Images
-over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``,
-about 89 Mpixel) are refused.
+over Pillow's decompression-bomb limit (about 89 Mpixel) are refused.
 
 A folder input runs every file in it (not recursing) whose suffix is an
-image suffix (``photos.IMAGE_SUFFIXES``), in name order, with a progress
+image suffix (the same as for training and evaluation: .png, .jpg, .jpeg,
+.bmp, .tif, .tiff, .webp, .ppm, .pgm), in name order, with a progress
 line (images done, rate, ETA) on stderr; other entries and hidden files are
 left alone (one note says how many). A file that cannot be read (missing,
 empty, not an image, truncated, corrupt, too large, a folder named like an
@@ -56,6 +57,11 @@ the others are still processed, and the exit status is then 1. Usage errors
 (no model, missing input, an output folder where outputs would overwrite
 inputs, bad flags) print one ``error:`` line and exit with status 2.
 ``--verbose`` adds tracebacks and library logs.
+
+Run the same command again after an interruption and it goes on: inputs
+whose outputs are all in ``--output`` already (they are renamed into place
+only once complete) are skipped, with one line saying how many
+(``--redo``: run them again).
 """
 
 from __future__ import annotations
@@ -71,6 +77,9 @@ from absl import flags
 from gramjax import cli
 from gramjax.core import files
 from gramjax.core.errors import EXIT_OK, EXIT_SOME_FAILED, UserError
+
+# The flags behind the library's errors about the model (ModelError.what).
+_MODEL_FLAGS = ('workdir', 'checkpoint', 'step')
 
 cli.define_recalibrate_flag()
 flags.adopt_module_key_flags(cli)
@@ -90,7 +99,7 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Folder for <stem>_sr.png, '
                               '(created if needed).')
 _TILE = flags.DEFINE_integer('tile', 128, 'LR tile size in pixels (0: the '
                              'whole image at once); the result does not '
-                             'depend on it.')
+                             'depend on it.', lower_bound=0)
 _SIGMA_MAX = flags.DEFINE_float('sigma_max', None, 'Top of the uncertainty '
                                 'colour scale in grey levels (default: each '
                                 "image's 99th percentile); fix it to compare "
@@ -98,12 +107,23 @@ _SIGMA_MAX = flags.DEFINE_float('sigma_max', None, 'Top of the uncertainty '
 _LOG_VAR = flags.DEFINE_bool('log_var', True, 'Write the raw float32 '
                              '<stem>_log_var.npy (about 4/5 of the output '
                              'size); --nolog_var skips it.')
+_COLOUR_BAR = flags.DEFINE_bool('colour_bar', True, 'Add the colour bar '
+                                'legend in a strip below the uncertainty '
+                                'map; --nocolour_bar: the map alone.')
+_REDO = flags.DEFINE_bool('redo', False, 'Run inputs again whose outputs '
+                          'are already complete in --output (default: skip '
+                          'them, so a rerun goes on after an interruption).')
 
 
 def _check_flags() -> pathlib.Path:
-  """Validates --tile, --sigma_max and --output; returns the output path."""
-  if _TILE.value < 0:
-    raise UserError(f'--tile={_TILE.value}: must be >= 0 (0: no tiling)')
+  """Validates --sigma_max, --input and --output (absl checks --tile);
+  returns the output path."""
+  if not _WORKDIR.value and not _CHECKPOINT.value:
+    raise UserError('give the model: --workdir=DIR (a training workdir) or '
+                    '--checkpoint=DIR/checkpoints/STEP')
+  if not _INPUT.value:
+    raise UserError('--input is required: an image file or a folder of '
+                    'images')
   sigma_max = _SIGMA_MAX.value
   if sigma_max is not None and not (math.isfinite(sigma_max)
                                     and sigma_max > 0):
@@ -118,44 +138,83 @@ def _check_flags() -> pathlib.Path:
   return outdir
 
 
-def _main() -> int:
-  """Validates the flags, loads the model and runs every input."""
-  outdir = _check_flags()
+def _with_flags(e: UserError) -> UserError:
+  """A library error about the model, the input or the output, phrased
+  with the flag that gave it."""
+  # pylint: disable=g-import-not-at-top
+  from gramjax.inference import predictor as inference
+  if isinstance(e, inference.ModelError) and e.what in _MODEL_FLAGS:
+    return UserError(f'--{e.what}={e.value}: {e.why}')
+  return e
+
+
+def _load(outdir: pathlib.Path):
+  """(workdir, predictor, jobs still to run, jobs skipped as done)."""
   # The library is imported once the flags are good: --help and usage
   # errors answer at once, without loading JAX.
   # pylint: disable=g-import-not-at-top
   from gramjax.inference import predictor as inference
   from gramjax.inference import photos
+  try:
+    workdir, step = inference.resolve_model(
+        _WORKDIR.value, _CHECKPOINT.value, _STEP.value)
+    paths, _ = photos.list_inputs(_INPUT.value)
+    jobs = photos.plan_outputs(paths, outdir, log_var=_LOG_VAR.value)
+    todo, done = ((jobs, []) if _REDO.value else
+                  photos.split_done(jobs, outdir, _LOG_VAR.value))
+    return workdir, step, todo, done
+  except UserError as e:
+    raise _with_flags(e) from e
+
+
+def _describe(workdir, predictor, recal, n, done, outdir) -> None:
+  """The lines that open a run: the model, the images, the calibration."""
+  # pylint: disable=g-import-not-at-top
+  from gramjax.inference import photos
+  if not predictor.predicts_uncertainty:
+    photos.show('note: this model was trained with the plain MSE: its '
+                'variance head is untrained, so the uncertainty outputs '
+                'mean nothing')
+  photos.show(f'model: {workdir} step {predictor.step} '
+              f'({predictor.weights} weights, x{predictor.scale}); {n} '
+              f'image{"s" if n != 1 else ""} -> {outdir}')
+  if done:
+    photos.show(f'skipped {len(done)} image{"s" if len(done) != 1 else ""} '
+                'whose outputs are already complete in the output folder '
+                '(--redo runs them again)')
+  if recal:
+    photos.show(f'uncertainty recalibrated: sigma x '
+                f'{recal.values["rgb"].scale:.3f} ({recal.describe()}; '
+                '--norecalibrate for the raw sigma)')
+
+
+def _main() -> int:
+  """Validates the flags, loads the model and runs every input."""
+  outdir = _check_flags()
+  # pylint: disable=g-import-not-at-top
+  from gramjax.inference import predictor as inference
+  from gramjax.inference import photos
   from gramjax.metrics import recalibration
-  workdir, step = photos.resolve_model(_WORKDIR.value, _CHECKPOINT.value,
-                                       _STEP.value)
-  paths, _ = photos.list_inputs(_INPUT.value)
-  jobs = photos.plan_outputs(paths, outdir, log_var=_LOG_VAR.value)
+  workdir, step, jobs, done = _load(outdir)
   existed = outdir.exists()
   # Removed again if the model does not load (nothing written yet).
   with files.output_dir(outdir, '--output') as outdir:
-    predictor = inference.load(workdir, step)
-    if not predictor.predicts_uncertainty:
-      photos.show('note: this model was trained with the plain MSE: its '
-                  'variance head is untrained, so the uncertainty outputs '
-                  'mean nothing')
+    try:
+      predictor = inference.load(workdir, step)
+    except UserError as e:
+      raise _with_flags(e) from e
     recal = (recalibration.for_step(workdir, predictor.step,
                                     flags.FLAGS.recalibrate)
              if predictor.predicts_uncertainty else None)
-    sigma_scale = recal.values['rgb'].scale if recal else 1.0
     n = len(jobs)
-    photos.show(f'model: {workdir} step {predictor.step} '
-                f'({predictor.weights} weights, x{predictor.scale}); {n} image{"s" if n != 1 else ""} '
-                f'-> {outdir}')
-    if recal:
-      photos.show(f'uncertainty recalibrated: sigma x {sigma_scale:.3f} '
-                  f'({recal.describe()}; --norecalibrate for the raw '
-                  'sigma)')
+    _describe(workdir, predictor, recal, n, done, outdir)
     start = time.time()
     results, failures = photos.predict_all(
         predictor, jobs, outdir, tile=_TILE.value,
         sigma_max=_SIGMA_MAX.value, log_var=_LOG_VAR.value,
-        verbose=cli.VERBOSE.value, sigma_scale=sigma_scale,
+        verbose=cli.VERBOSE.value,
+        sigma_scale=recal.values['rgb'].scale if recal else 1.0,
+        colour_bar=_COLOUR_BAR.value,
         on_result=lambda r: photos.show(r.line(), sys.stdout))
   if not results and not existed:
     try:
@@ -164,6 +223,7 @@ def _main() -> int:
       pass
   photos.show(f'done: {len(results)} of {n} image{"s" if n != 1 else ""} '
               f'in {time.time() - start:.1f}s'
+              + (f' ({len(done)} skipped as already done)' if done else '')
               + (f'; {len(failures)} failed (see the error lines above)'
                  if failures else ''))
   return EXIT_SOME_FAILED if failures else EXIT_OK

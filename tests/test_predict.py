@@ -21,6 +21,7 @@ from PIL import Image
 from configs import demo as demo_config
 from gramjax.inference import predictor as inference
 from gramjax.inference import photos
+from gramjax.data import IMAGE_SUFFIXES
 from gramjax.core import pixels
 from gramjax.training import loop as train
 from gramjax.core import visualize
@@ -76,12 +77,18 @@ def photo(h, w, seed=0):
 
 
 def check_outputs(outdir, stem, lr_w, lr_h, mode='RGB', full=True,
-                  log_var=True):
+                  log_var=True, bar=True):
   sr = Image.open(outdir / f'{stem}_sr.png')
   unc = Image.open(outdir / f'{stem}_uncertainty.png')
   assert sr.size == (lr_w * SCALE, lr_h * SCALE), stem
   assert sr.mode == mode, stem
-  assert unc.size == sr.size and unc.mode == 'RGB', stem
+  # The map is the SR image's size, with the legend's strip below it (and
+  # black on the right where the map is narrower than the legend).
+  if bar:
+    assert unc.width >= sr.width and unc.height > sr.height, stem
+  else:
+    assert unc.size == sr.size, stem
+  assert unc.mode == 'RGB', stem
   if not log_var:
     assert not (outdir / f'{stem}_log_var.npy').exists(), stem
     return sr, unc, None
@@ -227,7 +234,7 @@ def make_bad_folder(folder):
       'corrupt_idat.png': bytes(corrupt),
       'truncated.ppm': b'P6\n64 64\n255\n' + rng.bytes(100),
       'zero_width.png': png_bytes(0, 10, rows=b'\0' * 10),
-      'corrupt.gif': b'GIF89a' + rng.bytes(300),
+      'corrupt_gif.png': b'GIF89a' + rng.bytes(300),
       'page.jpeg': b'<!DOCTYPE html><html><body>404</body></html>\n',
       'garbage.bmp': b'BM' + rng.bytes(500),
       'garbage.tif': b'II*\x00' + rng.bytes(500),
@@ -237,7 +244,7 @@ def make_bad_folder(folder):
       'soi_only.jpg': b'\xff\xd8\xff',
       'bad_colour_type.png': png_bytes(8, 8, colour_type=7,
                                        rows=b'\0' * 80),
-      'zero_frames.gif': b'GIF89a' + struct.pack('<HHBBB', 4, 4, 0, 0, 0)
+      'zero_frames_gif.png': b'GIF89a' + struct.pack('<HHBBB', 4, 4, 0, 0, 0)
                          + b';',
   }
   for name, content in bad.items():
@@ -308,7 +315,7 @@ def test_every_kind_of_image(predictor, tmp_path):
   Image.fromarray(rgb).convert('P').save(src / 'palette.png')
   Image.fromarray(rgb).convert('L').save(src / 'grey.jpg')
   Image.fromarray(rgb).convert('CMYK').save(src / 'cmyk.jpg')
-  Image.fromarray(rgb).save(src / 'tiny.gif')
+  Image.fromarray(rgb).save(src / 'tiny_gif.png', format='GIF')
   exif = Image.Exif()
   exif[0x0112] = 6                      # Rotate 90 degrees clockwise.
   Image.fromarray(rgb).save(src / 'rotated.jpg', exif=exif)
@@ -323,7 +330,7 @@ def test_every_kind_of_image(predictor, tmp_path):
                                          say=notes.append)
   assert not failures, failures
   assert len(results) == 9
-  for stem in ('rgba', 'rgb16', 'palette', 'cmyk', 'tiny'):
+  for stem in ('rgba', 'rgb16', 'palette', 'cmyk', 'tiny_gif'):
     check_outputs(out, stem, 28, 20, 'RGB')
   for stem in ('grey_alpha', 'grey16', 'grey'):
     check_outputs(out, stem, 28, 20, 'L')
@@ -370,13 +377,13 @@ def test_usage_errors_exit_2_with_one_line(workdir, tmp_path):
 
 
 def test_checkpoint_flag_selects_that_step(workdir, tmp_path):
-  assert photos.resolve_model(None, f'{workdir}/checkpoints/3', None) == (
+  assert inference.resolve_model(None, f'{workdir}/checkpoints/3', None) == (
       workdir, 3)
-  assert photos.resolve_model(None, f'{workdir}/checkpoints', None) == (
+  assert inference.resolve_model(None, f'{workdir}/checkpoints', None) == (
       workdir, None)
-  assert photos.resolve_model(str(workdir), None, 5) == (workdir, 5)
+  assert inference.resolve_model(str(workdir), None, 5) == (workdir, 5)
   with pytest.raises(UserError, match='not a checkpoint folder'):
-    photos.resolve_model(None, str(tmp_path), None)
+    inference.resolve_model(None, str(tmp_path), None)
   img = tmp_path / 'a.png'
   Image.fromarray(photo(12, 16)).save(img)
   out = tmp_path / 'out'
@@ -442,24 +449,24 @@ def test_uncertainty_map_legend_and_fixed_scale(predictor, tmp_path):
     assert r.sigma_max == sigma_max
     unc = np.asarray(Image.open(r.uncertainty))
     sr = Image.open(r.sr)
-    assert unc.shape[:2] == (sr.height, sr.width)
     sigma = pixels.sigma_grey(np.load(r.log_var))
     plain = visualize.colormap(sigma, sigma_max)
-    box = visualize.legend_box(unc.shape, sigma_max)
-    assert box is not None
-    top, left, bottom, right = box
-    assert bottom <= unc.shape[0] and right <= unc.shape[1]
-    assert left > unc.shape[1] // 3 and top > unc.shape[0] // 3  # A corner.
-    inside = np.zeros(unc.shape[:2], bool)
-    inside[top:bottom, left:right] = True
-    # Outside the inset: exactly the colour map on the shared scale, so equal
-    # sigmas get equal colours in both images.
-    np.testing.assert_array_equal(unc[~inside], plain[~inside])
-    # Inside: the legend is there.
-    changed = np.any(unc[inside] != plain[inside], axis=-1).mean()
-    assert changed > 0.5
+    # The map: exactly the colour map on the shared scale (equal sigmas get
+    # equal colours in both images), nothing drawn over it.
+    np.testing.assert_array_equal(unc[:sr.height], plain)
+    # Below it: the legend, where legend_box says.
+    top, left, bottom, right = visualize.legend_box(plain.shape, sigma_max)
+    assert sr.height < top < bottom <= unc.shape[0]
+    assert right <= unc.shape[1] == sr.width
+    assert (unc[top:bottom, left:right] != 0).any(axis=-1).mean() > 0.1
     assert Image.open(r.uncertainty).text['sigma_max_grey'] == (
         f'{sigma_max:.6g}')
+  # Without the colour bar: the map alone, the SR image's size.
+  r = photos.predict_image(predictor, photos.Job(srcs[0], 'bare'), out,
+                           sigma_max=sigma_max, colour_bar=False)
+  unc = np.asarray(Image.open(r.uncertainty))
+  np.testing.assert_array_equal(unc, visualize.colormap(
+      pixels.sigma_grey(np.load(r.log_var)), sigma_max))
   # Default scale: the image's own 99th percentile.
   sigma = pixels.sigma_grey(np.load(first.log_var))
   assert first.sigma_max == pytest.approx(visualize.robust_vmax(
@@ -553,3 +560,55 @@ def test_on_result_comes_before_the_next_file(predictor, tmp_path):
   lr = np.asarray(Image.open(paths[0]), np.float32) / 255.0
   np.testing.assert_allclose(np.load(r.log_var), predictor(lr)[1],
                              atol=1e-6)
+
+
+# ---------------------------------------------------------------- rerun --
+
+def test_suffixes_are_the_data_ones(tmp_path):
+  assert photos.IMAGE_SUFFIXES == IMAGE_SUFFIXES
+  for name in ('a.png', 'b.gif', 'c.PPM'):
+    Image.fromarray(photo(8, 8)).save(tmp_path / name,
+                                      format=name.split('.')[1].upper())
+  paths, _ = photos.list_inputs(str(tmp_path), say=lambda m: None)
+  assert [p.name for p in paths] == ['a.png', 'c.PPM']
+
+
+def test_a_rerun_skips_images_already_done(workdir, tmp_path):
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  for i, name in enumerate(('a.png', 'b.png', 'c.png')):
+    Image.fromarray(photo(12, 16, seed=i)).save(folder / name)
+  out = tmp_path / 'out'
+  jobs = photos.plan_outputs(sorted(folder.iterdir()), out)
+  # As after an interruption: a done, b with one output only, c not begun.
+  out.mkdir()
+  for name in ('a_sr.png', 'a_uncertainty.png', 'a_log_var.npy',
+               'b_sr.png'):
+    (out / name).write_bytes(b'old')
+  todo, done = photos.split_done(jobs, out)
+  assert [j.stem for j in done] == ['a'] and [j.stem for j in todo] == [
+      'b', 'c']
+  todo, done = photos.split_done(jobs, out, log_var=False)
+  assert [j.stem for j in done] == ['a']
+  proc = run_cli(f'--workdir={workdir}', f'--input={folder}',
+                 f'--output={out}', '--nocolour_bar')
+  assert proc.returncode == 0, proc.stderr
+  assert 'skipped 1 image whose outputs are already complete' in proc.stderr
+  assert 'done: 2 of 2 images' in proc.stderr, proc.stderr
+  assert (out / 'a_sr.png').read_bytes() == b'old'       # Left alone.
+  check_outputs(out, 'b', 16, 12, bar=False)
+  check_outputs(out, 'c', 16, 12, bar=False)
+  proc = run_cli(f'--workdir={workdir}', f'--input={folder}',
+                 f'--output={out}', '--redo')
+  assert proc.returncode == 0, proc.stderr
+  assert 'skipped' not in proc.stderr and 'done: 3 of 3' in proc.stderr
+  check_outputs(out, 'a', 16, 12)
+
+
+def test_tile_flag_bounds(workdir, tmp_path):
+  img = tmp_path / 'a.png'
+  Image.fromarray(photo(8, 8)).save(img)
+  proc = run_cli(f'--workdir={workdir}', f'--input={img}',
+                 f'--output={tmp_path / "o"}', '--tile=-1')
+  assert proc.returncode == 2 and 'tile' in proc.stderr, proc.stderr
+  assert not (tmp_path / 'o').exists()

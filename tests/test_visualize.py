@@ -17,16 +17,25 @@ def test_legend_helpers():
   np.testing.assert_array_equal(visualize.colormap_rows(values, 10.0, rows=7),
                                 plain)
   with_bar = visualize.add_colorbar(plain, 10.0)
-  assert with_bar.shape == plain.shape
+  # The legend is a strip below the map, never over it: the map's pixels
+  # are all there, unchanged, above it.
+  assert with_bar.shape[1] == plain.shape[1]
+  assert with_bar.shape[0] > plain.shape[0]
+  np.testing.assert_array_equal(with_bar[:200], plain)
   top, left, bottom, right = visualize.legend_box(plain.shape, 10.0)
-  mask = np.ones(plain.shape[:2], bool)
-  mask[top:bottom, left:right] = False
-  np.testing.assert_array_equal(with_bar[mask], plain[mask])
-  assert (with_bar[~mask] != plain[~mask]).any()
-  # Too small for a legend: the map is left as it is.
+  assert 200 < top < bottom <= with_bar.shape[0]
+  assert right <= with_bar.shape[1] and left > 300 // 3
+  strip = with_bar[200:]
+  inside = np.zeros(strip.shape[:2], bool)
+  inside[top - 200:bottom - 200, left:right] = True
+  assert (strip[~inside] == 0).all()          # Black around the legend.
+  assert (strip[inside] != 0).any(axis=-1).mean() > 0.1   # Bar, text.
+  # A map narrower than the legend: padded on the right, map unchanged.
   tiny = visualize.colormap(values[:40, :40], 10.0)
-  assert visualize.legend_box(tiny.shape, 10.0) is None
-  np.testing.assert_array_equal(visualize.add_colorbar(tiny, 10.0), tiny)
+  small = visualize.add_colorbar(tiny, 10.0)
+  assert small.shape[0] > 40 and small.shape[1] > 40
+  np.testing.assert_array_equal(small[:40, :40], tiny)
+  assert (small[:40, 40:] == 0).all()
   # A legend scales with big maps.
   assert visualize.legend_scale(6000, 8000) > visualize.legend_scale(600, 800)
 

@@ -160,35 +160,32 @@ def legend_scale(height: int, width: int) -> int:
 
 
 def legend_box(shape, vmax: float, label: str = SIGMA_LABEL
-               ) -> tuple[int, int, int, int] | None:
-  """``(top, left, bottom, right)`` of the legend ``add_colorbar`` draws on
-  an image of ``shape`` (H, W, ...), or None when it does not fit."""
+               ) -> tuple[int, int, int, int]:
+  """``(top, left, bottom, right)`` of the legend in the image
+  ``add_colorbar`` makes of a map of ``shape`` (H, W, ...): in the strip
+  below the map, right-aligned."""
   h, w = shape[:2]
   k = legend_scale(h, w)
   lw, lh = _render_legend(vmax, label, k).size
   margin = 4 * k
-  if lw + 2 * margin > w or lh + 2 * margin > h:
-    return None
-  return h - margin - lh, w - margin - lw, h - margin, w - margin
+  right = max(w, lw + 2 * margin) - margin
+  return h + margin, right - lw, h + margin + lh, right
 
 
 def add_colorbar(rgb: np.ndarray, vmax: float,
                  label: str = SIGMA_LABEL) -> np.ndarray:
-  """A copy of a colour-mapped (H, W, 3) uint8 image with a legend inset in
-  its bottom-right corner: ``label`` and a colour bar from 0 to ``vmax`` with
-  tick labels, on a semi-opaque background. The image keeps its size;
-  pixels outside the inset are unchanged. Too small an image (under about
-  150 x 60 px) is returned without a legend."""
-  out = np.array(rgb, np.uint8, copy=True)
-  h, w = out.shape[:2]
-  k = legend_scale(h, w)
-  legend = _render_legend(vmax, label, k)
-  lw, lh = legend.size
-  margin = 4 * k
-  if lw + 2 * margin > w or lh + 2 * margin > h:
-    return out
-  top, left = h - margin - lh, w - margin - lw
-  region = Image.fromarray(out[top:top + lh, left:left + lw]).convert('RGBA')
+  """A colour-mapped (H, W, 3) uint8 map with its legend (``label`` and a
+  colour bar from 0 to ``vmax`` with tick labels) in a black strip added
+  below it, never over it: the map's pixels are the top H rows, unchanged
+  (a map narrower than the legend is padded with black on the right)."""
+  rgb = np.asarray(rgb, np.uint8)
+  h, w = rgb.shape[:2]
+  top, left, bottom, right = legend_box(rgb.shape, vmax, label)
+  margin = top - h
+  out = np.zeros((bottom + margin, right + margin, 3), np.uint8)
+  out[:h, :w] = rgb
+  legend = _render_legend(vmax, label, legend_scale(h, w))
+  region = Image.fromarray(out[top:bottom, left:right]).convert('RGBA')
   region = Image.alpha_composite(region, legend).convert('RGB')
-  out[top:top + lh, left:left + lw] = np.asarray(region)
+  out[top:bottom, left:right] = np.asarray(region)
   return out

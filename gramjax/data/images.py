@@ -129,9 +129,12 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     raise UserError(f'{path}: file not found') from e
   except IsADirectoryError as e:
     raise UserError(f'{path}: is a directory, not an image') from e
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    raise UserError(f'{path}: too large: over the '
+                    f'{Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpixel limit, '
+                    'refused as a possible decompression bomb') from e
   except (OSError, ValueError, EOFError, SyntaxError, TypeError,
-          IndexError, struct.error, Image.DecompressionBombError,
-          Image.DecompressionBombWarning) as e:
+          IndexError, struct.error) as e:
     # Pillow's decoders raise all of these on corrupt files.
     raise UserError(f'{path}: cannot decode image ({e})') from e
   if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:

@@ -5,7 +5,9 @@ the outputs): list inputs, plan output names that never overwrite an
 input, read a file (one ``UserError`` line naming it when it cannot be
 read), run an ``inference.Predictor`` strip by strip and write
 ``<stem>_sr.png``, ``<stem>_uncertainty.png`` and optionally
-``<stem>_log_var.npy``, each renamed into place only once all are complete.
+``<stem>_log_var.npy``, each renamed into place only once all are complete
+(so a file whose outputs all exist is done: ``split_done`` skips it when a
+run goes on after an interruption).
 
     jobs = photos.plan_outputs(photos.list_inputs('in/')[0], out)
     results, failures = photos.predict_all(predictor, jobs, out)
@@ -24,6 +26,7 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
+import tqdm
 from PIL import Image
 
 from gramjax import data
@@ -34,9 +37,8 @@ from gramjax.core import progress
 from gramjax.core import visualize
 from gramjax.core.errors import UserError
 
-# What a folder's files are tried as: the training data's suffixes, and GIF.
-IMAGE_SUFFIXES = tuple(data.IMAGE_SUFFIXES) + ('.gif', '.jpe', '.jfif',
-                                               '.pbm', '.pnm')
+# What a folder's files are tried as: the same suffixes as everywhere.
+IMAGE_SUFFIXES = data.IMAGE_SUFFIXES
 SR_SUFFIX, UNCERTAINTY_SUFFIX, LOG_VAR_SUFFIX = (
     '_sr.png', '_uncertainty.png', '_log_var.npy')
 OUTPUT_SUFFIXES = (SR_SUFFIX, UNCERTAINTY_SUFFIX, LOG_VAR_SUFFIX)
@@ -45,13 +47,10 @@ Say = Callable[[str], None]
 
 
 def show(msg: str, stream=None) -> None:
-  """Writes one line (default: stderr) and flushes it; on a terminal, first
-  clears a live progress line so the message gets a line of its own."""
+  """Writes one line (default: stderr) through tqdm, which moves a live
+  progress bar out of the way so the message gets a line of its own."""
   stream = stream or sys.stderr
-  if all(hasattr(s, 'isatty') and s.isatty() for s in (stream, sys.stderr)):
-    sys.stderr.write('\r\x1b[K')
-    sys.stderr.flush()
-  stream.write(msg + '\n')
+  tqdm.tqdm.write(msg, file=stream)
   stream.flush()
 
 
@@ -72,7 +71,8 @@ class Job:
 
 def list_inputs(spec: str, say: Say = show
                 ) -> tuple[list[pathlib.Path], pathlib.Path | None]:
-  """``--input`` -> (image paths, the folder or None for a single file).
+  """An input (a file or a folder) -> (image paths, the folder or None for
+  a single file).
 
   A file is tried whatever its suffix; of a folder, every entry with an
   image suffix (files, but also folders or broken links named like images,
@@ -80,20 +80,19 @@ def list_inputs(spec: str, say: Say = show
   entries are counted in one note.
   """
   if not spec:
-    raise UserError('--input is required: an image file or a folder of '
-                    'images')
+    raise UserError('no input given: an image file or a folder of images')
   path = pathlib.Path(os.path.expanduser(spec))
   if not path.exists():
     if path.is_symlink():
-      raise UserError(f'--input={path}: a broken symbolic link (its target '
+      raise UserError(f'{path}: a broken symbolic link (its target '
                       f'{os.readlink(path)} does not exist)')
-    raise UserError(f'--input={path}: no such file or folder')
+    raise UserError(f'{path}: no such file or folder')
   if not path.is_dir():
     return [path], None
   try:
     entries = sorted(path.iterdir(), key=lambda p: p.name)
   except OSError as e:
-    raise UserError(f'--input={path}: cannot list the folder ({e})') from e
+    raise UserError(f'{path}: cannot list the folder ({e})') from e
   images, ignored = [], []
   for p in entries:
     if not p.name.startswith('.') and p.suffix.lower() in IMAGE_SUFFIXES:
@@ -106,7 +105,7 @@ def list_inputs(spec: str, say: Say = show
         f'{"y" if len(ignored) == 1 else "ies"} without an image suffix or '
         f'hidden ({shown})')
   if not images:
-    raise UserError(f'--input={path}: no images in the folder (suffixes '
+    raise UserError(f'{path}: no images in the folder (suffixes '
                     f'{", ".join(IMAGE_SUFFIXES)})')
   return images, path
 
@@ -136,8 +135,8 @@ def plan_outputs(paths: Sequence[pathlib.Path], outdir: pathlib.Path,
     for out in j.outputs(outdir, log_var):
       hit = inputs.get(os.path.realpath(out).casefold())
       if hit is not None:
-        raise UserError(f'--output={outdir}: writing {out.name} there would '
-                        f'overwrite the input {hit}; choose another --output '
+        raise UserError(f'{outdir}: writing {out.name} there would '
+                        f'overwrite the input {hit}; choose another output '
                         'folder')
   return jobs
 
@@ -153,7 +152,8 @@ class LoadedImage:
 
 
 def _check_file(path: pathlib.Path) -> None:
-  """Fails with one clear line for paths that are not a readable file."""
+  """Fails with one clear line for paths that are not a regular, non-empty
+  file (from the folder entry alone: the file itself is not opened)."""
   if not os.path.lexists(path):
     raise UserError(f'{path}: file not found')
   if not path.exists():
@@ -163,55 +163,29 @@ def _check_file(path: pathlib.Path) -> None:
     raise UserError(f'{path}: is a folder, not an image file')
   if not path.is_file():
     raise UserError(f'{path}: not a regular file')
-  try:
-    size = path.stat().st_size
-    with open(path, 'rb'):
-      pass
-  except OSError as e:
-    raise UserError(f'{path}: cannot read it ({e.strerror or e})') from e
-  if size == 0:
+  if not os.access(path, os.R_OK):
+    raise UserError(f'{path}: cannot read it (permission denied)')
+  if path.stat().st_size == 0:
     raise UserError(f'{path}: empty file (0 bytes)')
 
 
 def read_image(path: pathlib.Path) -> LoadedImage:
-  """Decodes one input (``data.load_image``: EXIF orientation applied,
-  greyscale replicated, alpha dropped, 16-bit reduced to 8) and reports what
-  the file was. Raises ``UserError`` naming the file."""
+  """Decodes one input with ``data.load_image`` (EXIF orientation applied,
+  greyscale replicated, alpha dropped, 16-bit reduced to 8, images over the
+  decompression-bomb limit refused) and reports what the file was from the
+  file's header (read after the decode succeeded, so never a bomb's).
+  Raises ``UserError`` naming the file."""
   _check_file(path)
-  limit = Image.MAX_IMAGE_PIXELS
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')
-    # Between 1x and 2x the limit Pillow only warns: refuse those too.
-    warnings.simplefilter('error', Image.DecompressionBombWarning)
-    try:
-      with Image.open(path) as im:
-        mode, info, (w, h) = im.mode, dict(im.info), im.size
-        bands = im.getbands()
-    except (Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
-      raise UserError(f'{path}: too large, refused as a possible '
-                      f'decompression bomb ({e}); the limit is '
-                      'PIL.Image.MAX_IMAGE_PIXELS') from e
-    except Image.UnidentifiedImageError as e:
-      raise UserError(f'{path}: cannot decode image (not an image format '
-                      'Pillow recognises, or a corrupt header)') from e
-    except (OSError, ValueError, SyntaxError, EOFError, TypeError,
-            IndexError, KeyError, AttributeError) as e:
-      raise UserError(f'{path}: cannot decode image ({e or type(e).__name__}'
-                      ')') from e
-    if w <= 0 or h <= 0:
-      raise UserError(f'{path}: image has no pixels ({w}x{h})')
-    if limit and w * h > limit:
-      raise UserError(f'{path}: {w}x{h} is too large ({w * h / 1e6:.0f} '
-                      f'Mpixel; over the {limit / 1e6:.0f} Mpixel limit '
-                      'against decompression bombs, PIL.Image.'
-                      'MAX_IMAGE_PIXELS)')
     try:
       rgb = data.load_image(path)
+      with Image.open(path) as im:
+        mode, info, bands = im.mode, dict(im.info), im.getbands()
     except UserError:
       raise
-    except (EOFError, TypeError, IndexError, KeyError, AttributeError,
-            MemoryError, Image.DecompressionBombWarning) as e:
+    except (OSError, EOFError, TypeError, IndexError, KeyError,
+            AttributeError, MemoryError, ValueError) as e:
       raise UserError(f'{path}: cannot decode image ({type(e).__name__}: '
                       f'{e})') from e
   # Pillow's warnings about a file it did decode (e.g. corrupt EXIF data)
@@ -259,13 +233,16 @@ class Result:
 def predict_image(predictor: inference.Predictor, job: Job,
                   outdir: pathlib.Path, *, tile: int = 128,
                   sigma_max: float | None = None, log_var: bool = True,
-                  say: Say = show, on_tile: Callable[[int], None] | None = None,
-                  sigma_scale: float = 1.0) -> Result:
+                  say: Say = show, tile_progress: bool = False,
+                  sigma_scale: float = 1.0, colour_bar: bool = True
+                  ) -> Result:
   """Super-resolves one file and writes its outputs (module doc; the .npy
-  only with ``log_var``). They appear only when all are complete (written
-  under a temporary name, then renamed). ``sigma_scale`` multiplies every
-  sigma (a recalibration; the .npy holds log sigma^2 after it). Raises
-  ``UserError`` naming the file."""
+  only with ``log_var``; the uncertainty map with its colour bar in a strip
+  below it, or without with ``colour_bar=False``). They appear only when
+  all are complete (written under a temporary name, then renamed).
+  ``sigma_scale`` multiplies every sigma (a recalibration; the .npy holds
+  log sigma^2 after it). ``tile_progress``: a progress bar over the tiles
+  of an image of more than 8. Raises ``UserError`` naming the file."""
   start = time.time()
   image = read_image(job.path)
   for note in image.notes:
@@ -273,34 +250,22 @@ def predict_image(predictor: inference.Predictor, job: Job,
   if image.alpha:
     say(f'note: {job.path}: alpha channel (transparency) dropped; the SR is '
         f'{"greyscale" if image.grey else "RGB"}')
-  h, w, c = image.pixels.shape
-  s = predictor.scale
-  hr_shape = (h * s, w * s)
+  h, w, _ = image.pixels.shape
   finals = job.outputs(outdir, log_var)
   tmps = [p.with_name(f'.{p.name}.partial') for p in finals]
+  n_tiles = inference.count_tiles((h, w), tile)
+  bar = progress.Progress(n_tiles, job.path.name, unit='tile',
+                          disable=not tile_progress or n_tiles <= 8)
   try:
-    sr = np.empty(hr_shape + (() if image.grey else (c,)), np.uint8)
-    sigma = np.empty(hr_shape, np.float32)
-    npy = _open_npy(tmps[2], hr_shape + (c,)) if log_var else None
-    try:
-      lr01 = image.pixels.astype(np.float32) / 255.0
-      for r0, r1, mean, strip_log_var in predictor.strips(lr01, tile,
-                                                          on_tile):
-        sr[r0:r1] = pixels.mean_to_uint8(mean, grey=image.grey)
-        if sigma_scale != 1.0:
-          strip_log_var = strip_log_var + np.float32(2 * math.log(sigma_scale))
-        sigma[r0:r1] = pixels.sigma_grey(strip_log_var)
-        if npy is not None:
-          npy.write(np.ascontiguousarray(strip_log_var, np.float32).data)
-      del lr01
-    finally:
-      if npy is not None:
-        npy.close()
+    sr, sigma = _run(predictor, image, tile, tmps[2] if log_var else None,
+                     sigma_scale, bar.update)
     visualize.save_png(tmps[0], sr, 'L' if image.grey else 'RGB')
     del sr
     vmax = float(sigma_max) if sigma_max else visualize.robust_vmax(sigma)
-    rgb = visualize.add_colorbar(visualize.colormap_rows(sigma, vmax), vmax)
+    rgb = visualize.colormap_rows(sigma, vmax)
     del sigma
+    if colour_bar:
+      rgb = visualize.add_colorbar(rgb, vmax)
     visualize.save_png(tmps[1], rgb, 'RGB', {
         'sigma_max_grey': f'{vmax:.6g}',
         'sigma_units': 'grey levels [0,255]',
@@ -312,14 +277,42 @@ def predict_image(predictor: inference.Predictor, job: Job,
     raise UserError(f'{job.path}: cannot write the outputs to {outdir} '
                     f'({e})') from e
   finally:
+    bar.close()
     for tmp in tmps:
       try:
         tmp.unlink()
       except OSError:
         pass
+  s = predictor.scale
   return Result(job.path, finals[0], finals[1],
                 finals[2] if log_var else None, (w, h), (w * s, h * s),
                 image.grey, vmax, time.time() - start)
+
+
+def _run(predictor: inference.Predictor, image: LoadedImage, tile: int,
+         npy_path: pathlib.Path | None, sigma_scale: float,
+         on_tile: Callable[[int], None]) -> tuple[np.ndarray, np.ndarray]:
+  """The model over one image, strip by strip: (SR uint8, sigma in grey
+  levels), streaming log sigma^2 to ``npy_path`` when given."""
+  h, w, c = image.pixels.shape
+  hr_shape = (h * predictor.scale, w * predictor.scale)
+  sr = np.empty(hr_shape + (() if image.grey else (c,)), np.uint8)
+  sigma = np.empty(hr_shape, np.float32)
+  shift = np.float32(2 * math.log(sigma_scale))
+  npy = _open_npy(npy_path, hr_shape + (c,)) if npy_path else None
+  try:
+    lr01 = image.pixels.astype(np.float32) / 255.0
+    for r0, r1, mean, log_var in predictor.strips(lr01, tile, on_tile):
+      sr[r0:r1] = pixels.mean_to_uint8(mean, grey=image.grey)
+      if sigma_scale != 1.0:
+        log_var = log_var + shift
+      sigma[r0:r1] = pixels.sigma_grey(log_var)
+      if npy is not None:
+        npy.write(np.ascontiguousarray(log_var, np.float32).data)
+  finally:
+    if npy is not None:
+      npy.close()
+  return sr, sigma
 
 
 def _error_line(path: pathlib.Path, e: Exception, tile: int) -> str:
@@ -327,11 +320,11 @@ def _error_line(path: pathlib.Path, e: Exception, tile: int) -> str:
   if isinstance(e, UserError):
     line = f'error: {e}'
   elif isinstance(e, MemoryError):
-    line = (f'error: {path}: out of memory (try a smaller '
-            f'--tile={max(tile // 2, 16)})')
+    line = (f'error: {path}: out of memory (try smaller tiles, e.g. '
+            f'{max(tile // 2, 16)} pixels)')
   else:
-    line = (f'error: {path}: {type(e).__name__}: {e} (--verbose shows the '
-            'traceback)')
+    line = (f'error: {path}: {type(e).__name__}: {e} (verbose mode shows '
+            'the traceback)')
   return ' '.join(line.split())   # Strictly one line.
 
 
@@ -341,7 +334,7 @@ def predict_all(predictor: inference.Predictor, jobs: Sequence[Job],
                 verbose: bool = False, show_progress: bool = True,
                 say: Say = show,
                 on_result: Callable[[Result], None] | None = None,
-                sigma_scale: float = 1.0
+                sigma_scale: float = 1.0, colour_bar: bool = True
                 ) -> tuple[list[Result], list[tuple[pathlib.Path, str]]]:
   """Runs every job in order; returns (results, [(path, error line)]).
 
@@ -351,22 +344,15 @@ def predict_all(predictor: inference.Predictor, jobs: Sequence[Job],
   tiles done for one large image.
   """
   results, failures = [], []
-  bar = None
-  if show_progress and len(jobs) > 1:
-    bar = progress.Progress(len(jobs), 'predict', unit='img')
+  bar = progress.Progress(len(jobs), 'predict', unit='img',
+                          disable=not show_progress or len(jobs) <= 1)
   for job in jobs:
-    tile_bar = None
     try:
-      if bar is None and show_progress:
-        # One image: a progress line over its tiles when there are many.
-        n = _tiles_of(job.path, tile)
-        if n > 8:
-          tile_bar = progress.Progress(n, job.path.name, unit='tile')
       result = predict_image(
           predictor, job, outdir, tile=tile, sigma_max=sigma_max,
-          log_var=log_var, say=say,
-          on_tile=tile_bar.update if tile_bar else None,
-          sigma_scale=sigma_scale)
+          log_var=log_var, say=say, sigma_scale=sigma_scale,
+          tile_progress=show_progress and len(jobs) == 1,
+          colour_bar=colour_bar)
     except Exception as e:  # pylint: disable=broad-except
       line = _error_line(job.path, e, tile)
       if verbose:
@@ -377,83 +363,18 @@ def predict_all(predictor: inference.Predictor, jobs: Sequence[Job],
       results.append(result)
       if on_result is not None:
         on_result(result)
-    finally:
-      if tile_bar is not None:
-        tile_bar.close()
-    if bar is not None:
-      bar.update()
-  if bar is not None:
-    bar.close()
+    bar.update()
+  bar.close()
   return results, failures
 
 
-def _tiles_of(path: pathlib.Path, tile: int) -> int:
-  """Tile count of an image from its header (0 where it cannot be read)."""
-  try:
-    with warnings.catch_warnings():
-      warnings.simplefilter('ignore')
-      with Image.open(path) as im:
-        w, h = im.size
-        if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-          w, h = h, w
-  except Exception:  # pylint: disable=broad-except
-    return 0
-  return inference.count_tiles((h, w), tile)
-
-
-# -------------------------------------------------------------- the model --
-
-def resolve_model(workdir: str | None, checkpoint: str | None,
-                  step: int | str | None
-                  ) -> tuple[pathlib.Path, int | str | None]:
-  """``--workdir``/``--checkpoint``/``--step`` -> (workdir, step or None).
-
-  ``--checkpoint`` is a step folder ``WORKDIR/checkpoints/STEP`` (the
-  workdir and step are read off the path); ``WORKDIR/checkpoints`` or the
-  workdir itself also work (latest step, or ``--step``).
-  """
-  if not workdir and not checkpoint:
-    raise UserError('give the model: --workdir=DIR (a training workdir) or '
-                    '--checkpoint=DIR/checkpoints/STEP')
-  if step is not None and step != 'best':
-    if not str(step).isdigit():
-      raise UserError(f'--step={step}: must be a step number >= 0 or best')
-    step = int(step)
-  if checkpoint:
-    derived, ck_step = _checkpoint_dir(checkpoint)
-    if workdir:
-      wd = pathlib.Path(os.path.expanduser(workdir))
-      if not wd.is_dir() or not os.path.samefile(wd, derived):
-        raise UserError(f'--workdir={wd} and --checkpoint={checkpoint} name '
-                        'different models; give one of them')
-    if step is not None and ck_step is not None and step != ck_step:
-      raise UserError(f'--step={step} and --checkpoint={checkpoint} '
-                      f'(step {ck_step}) disagree; give one of them')
-    workdir = str(derived)
-    step = ck_step if ck_step is not None else step
-  wd = pathlib.Path(os.path.expanduser(workdir))
-  if not wd.is_dir():
-    raise UserError(f'--workdir={wd}: no such folder')
-  if not (wd / 'checkpoints').is_dir():
-    raise UserError(f'--workdir={wd}: no checkpoints/ folder (train it '
-                    'first with python -m gramjax.main)')
-  return wd, step
-
-
-def _checkpoint_dir(checkpoint: str) -> tuple[pathlib.Path, int | None]:
-  """``--checkpoint`` -> (its workdir, its step or None)."""
-  ck = pathlib.Path(os.path.expanduser(checkpoint))
-  if not ck.exists():
-    raise UserError(f'--checkpoint={ck}: no such folder')
-  if not ck.is_dir():
-    raise UserError(f'--checkpoint={ck}: not a folder (give a checkpoint '
-                    'step folder such as WORKDIR/checkpoints/1200)')
-  ck = pathlib.Path(os.path.abspath(ck))
-  if ck.name.isdigit() and ck.parent.name == 'checkpoints':
-    return ck.parent.parent, int(ck.name)
-  if ck.name == 'checkpoints':
-    return ck.parent, None
-  if (ck / 'checkpoints').is_dir():
-    return ck, None
-  raise UserError(f'--checkpoint={ck}: not a checkpoint folder (expected '
-                  'WORKDIR/checkpoints/STEP)')
+def split_done(jobs: Sequence[Job], outdir: pathlib.Path,
+               log_var: bool = True) -> tuple[list[Job], list[Job]]:
+  """(jobs still to run, jobs whose outputs are all in ``outdir``). Outputs
+  are renamed into place only once all of a file's are complete, so a file
+  with every output present was finished by an earlier run."""
+  todo, done = [], []
+  for job in jobs:
+    complete = all(p.is_file() for p in job.outputs(outdir, log_var))
+    (done if complete else todo).append(job)
+  return todo, done

@@ -20,7 +20,9 @@ result equals the untiled one up to float rounding, at bounded memory.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
+import os
 import pathlib
 from typing import Any, Callable, Iterator
 
@@ -68,6 +70,7 @@ class Predictor:
   model_state: Any
   step: int | None = None
   weights: str = 'params'   # 'ema' when these are the EMA of the params.
+  mean_only: bool = False   # Ignore the variance head.
 
   def __post_init__(self):
     graphdef = self.graphdef
@@ -90,8 +93,14 @@ class Predictor:
   @property
   def predicts_uncertainty(self) -> bool:
     """False for models trained with the plain MSE (untrained variance
-    head, SRResNet* of Table I)."""
-    return self.config.loss.name != 'mse'
+    head, SRResNet* of Table I) and for ``without_uncertainty()``."""
+    return not self.mean_only and self.config.loss.name != 'mse'
+
+  def without_uncertainty(self) -> 'Predictor':
+    """This model with its variance head ignored: ``predicts_uncertainty``
+    is False, so evaluations measure the mean alone (e.g. for a diverged
+    variance head)."""
+    return dataclasses.replace(self, mean_only=True)
 
   def forward(self, lr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One untiled model call: (N, h, w, C) in [0, 1] -> (mean, log_var),
@@ -148,48 +157,161 @@ def from_state(config, graphdef, state: state_lib.TrainState) -> Predictor:
                    'ema' if ema else 'params')
 
 
+class ModelError(UserError):
+  """A model that cannot be found or loaded: ``what`` ('workdir', 'step' or
+  'checkpoint') with ``value`` is wrong because ``why``. The message reads
+  ``"step 99: not in ..."``; a command may name its own flag instead."""
+
+  def __init__(self, what: str, value, why: str):
+    self.what, self.value, self.why = what, value, why
+    super().__init__(f'{what} {value}: {why}')
+
+
 def parse_step(value: str | int | None) -> int | str | None:
-  """A ``--step`` value: None (latest), 'best', or a step number."""
+  """A step as given: None (latest), 'best', or a step number."""
   if value is None or isinstance(value, int) or value == 'best':
     return value
   if not str(value).isdigit():
-    raise UserError(f'--step={value}: give a step number or best')
+    raise ModelError('step', value, 'give a step number >= 0 or best')
   return int(value)
 
 
-def load(workdir: str | pathlib.Path, step: int | str | None = None
-         ) -> Predictor:
-  """Loads the model of a training workdir (latest checkpoint, ``step``,
-  or ``'best'``: the best by the run's validation metric), built from the
-  config saved with that checkpoint."""
+def check_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
+  """The workdir as a path, or a ``ModelError`` when it is not a trained
+  workdir (no folder, no checkpoints/ in it)."""
   workdir = pathlib.Path(workdir).expanduser()
   if not workdir.is_dir():
-    raise UserError(f'--workdir={workdir}: no such folder')
+    raise ModelError('workdir', workdir, 'no such folder')
   if not (workdir / 'checkpoints').is_dir():
-    raise UserError(f'--workdir={workdir}: no checkpoints/ folder (train it '
-                    'first with python -m gramjax.main)')
-  ckpts = ckpt_lib.Checkpoints(workdir, every=1, keep=1_000_000,
-                               async_save=False)
-  try:
-    steps = ckpts.all_steps()
-    if not steps:
-      raise UserError(f'--workdir={workdir}: no finished checkpoint in '
-                      f'{ckpts.directory}')
-    if step == 'best':
-      step = ckpt_lib.best_step(workdir)
-      if step is None:
-        raise UserError(f'--step=best: {workdir} has no best checkpoint '
-                        '(it is kept when config.best_metric names a '
-                        'validation metric of config.evals)')
+    raise ModelError('workdir', workdir, 'no checkpoints/ folder (train it '
+                     'first with python -m gramjax.main)')
+  return workdir
+
+
+def _open(workdir: pathlib.Path) -> ckpt_lib.Checkpoints:
+  return ckpt_lib.Checkpoints(workdir, every=1, keep=1_000_000,
+                              async_save=False)
+
+
+def _resolve_step(ckpts: ckpt_lib.Checkpoints, workdir: pathlib.Path,
+                  step: int | str | None) -> int:
+  """The checkpoint step to load: ``step``, the best or the latest."""
+  steps = ckpts.all_steps()
+  if not steps:
+    raise ModelError('workdir', workdir, 'no finished checkpoint in '
+                     f'{ckpts.directory}')
+  if step == 'best':
+    step = ckpt_lib.best_step(workdir)
     if step is None:
-      step = max(steps)
-    elif step not in steps:
-      raise UserError(f'--step={step}: not in {ckpts.directory} (has '
-                      f'{sorted(steps)})')
+      raise ModelError('step', 'best', f'{workdir} has no best checkpoint '
+                       '(it is kept when config.best_metric names a '
+                       'validation metric of config.evals)')
+  if step is None:
+    return max(steps)
+  if step not in steps:
+    raise ModelError('step', step, f'not in {ckpts.directory} (has '
+                     f'{sorted(steps)})')
+  return step
+
+
+def latest_step(workdir: str | pathlib.Path) -> int:
+  """The step of the workdir's latest finished checkpoint."""
+  workdir = check_workdir(workdir)
+  ckpts = _open(workdir)
+  try:
+    return _resolve_step(ckpts, workdir, None)
+  finally:
+    ckpts.close()
+
+
+def workdir_config(workdir: str | pathlib.Path,
+                   step: int | str | None = None
+                   ) -> ml_collections.ConfigDict:
+  """The config saved with a workdir's checkpoint (latest, ``step`` or
+  'best')."""
+  workdir = check_workdir(workdir)
+  ckpts = _open(workdir)
+  try:
+    step = _resolve_step(ckpts, workdir, parse_step(step))
+    return ml_collections.ConfigDict(ckpts.restore_config(step))
+  finally:
+    ckpts.close()
+
+
+def config_file(path: str | pathlib.Path, arg: str | None = None):
+  """``get_config(arg)`` of a config file such as ``configs/gram.py``
+  (``arg`` None: ``get_config()``); returns (config, the module)."""
+  path = pathlib.Path(path).expanduser()
+  if not path.is_file():
+    raise ModelError('config', path, 'no such file')
+  spec = importlib.util.spec_from_file_location(
+      f'gramjax_config_{path.stem}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config() if arg is None else module.get_config(arg)
+  return config, module
+
+
+def resolve_model(workdir: str | None, checkpoint: str | None,
+                  step: int | str | None
+                  ) -> tuple[pathlib.Path, int | str | None]:
+  """A model given as a workdir and/or a checkpoint folder, and a step ->
+  (workdir, step or None: the latest). ``checkpoint`` is a step folder
+  ``WORKDIR/checkpoints/STEP`` (workdir and step are read off the path);
+  ``WORKDIR/checkpoints`` or the workdir itself also work."""
+  step = parse_step(step)
+  if checkpoint:
+    derived, ck_step = _checkpoint_dir(checkpoint)
+    if workdir:
+      wd = pathlib.Path(workdir).expanduser()
+      if not wd.is_dir() or not os.path.samefile(wd, derived):
+        raise ModelError('workdir', wd, f'and the checkpoint {checkpoint} '
+                         'name different models; give one of them')
+    if step is not None and ck_step is not None and step != ck_step:
+      raise ModelError('step', step, f'and the checkpoint {checkpoint} '
+                       f'(step {ck_step}) disagree; give one of them')
+    workdir = derived
+    step = ck_step if ck_step is not None else step
+  if not workdir:
+    raise ModelError('workdir', None, 'give a training workdir or a '
+                     'checkpoint folder')
+  return check_workdir(workdir), step
+
+
+def _checkpoint_dir(checkpoint: str) -> tuple[pathlib.Path, int | None]:
+  """A checkpoint folder -> (its workdir, its step or None)."""
+  ck = pathlib.Path(checkpoint).expanduser()
+  if not ck.exists():
+    raise ModelError('checkpoint', ck, 'no such folder')
+  if not ck.is_dir():
+    raise ModelError('checkpoint', ck, 'not a folder (give a checkpoint '
+                     'step folder such as WORKDIR/checkpoints/1200)')
+  ck = pathlib.Path(os.path.abspath(ck))
+  if ck.name.isdigit() and ck.parent.name == 'checkpoints':
+    return ck.parent.parent, int(ck.name)
+  if ck.name == 'checkpoints':
+    return ck.parent, None
+  if (ck / 'checkpoints').is_dir():
+    return ck, None
+  raise ModelError('checkpoint', ck, 'not a checkpoint folder (expected '
+                   'WORKDIR/checkpoints/STEP)')
+
+
+def load(workdir: str | pathlib.Path, step: int | str | None = None, *,
+         mean_only: bool = False) -> Predictor:
+  """Loads the model of a training workdir (latest checkpoint, ``step``,
+  or ``'best'``: the best by the run's validation metric), built from the
+  config saved with that checkpoint. ``mean_only``: ignore the variance
+  head (``predicts_uncertainty`` is then False)."""
+  workdir = check_workdir(workdir)
+  ckpts = _open(workdir)
+  try:
+    step = _resolve_step(ckpts, workdir, parse_step(step))
     config = ml_collections.ConfigDict(ckpts.restore_config(step))
     recipe = state_lib.build(config)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     state = ckpts.restore(step, recipe.abstract_state(device))
   finally:
     ckpts.close()
-  return from_state(config, recipe.graphdef, state)
+  predictor = from_state(config, recipe.graphdef, state)
+  return predictor.without_uncertainty() if mean_only else predictor
