@@ -134,3 +134,64 @@ def test_receptive_radius_of_the_paper_model():
   d.shuffle_blur = False
   assert models.receptive_radius(d) == math.ceil(4 + 8 + 1 + 1.5 +
                                                     1 / 4) + 1 == 16
+
+
+# ------------------------------------------------------ loading a workdir --
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """A workdir with checkpoints at steps 2 and 4."""
+  from gramjax.training import loop as train  # pylint: disable=g-import-not-at-top
+  c = demo_config.get_config()
+  c.total_steps, c.log_every, c.checkpoint_every = 4, 4, 2
+  c.tensorboard = False
+  c.model.num_blocks, c.model.channels = 1, 8
+  c.data.crop_size, c.batch_size, c.data.sample_images = 32, 2, ''
+  wd = tmp_path_factory.mktemp('inference_model')
+  train.train_and_evaluate(c, wd)
+  return wd
+
+
+def test_latest_step_and_config_of_a_workdir(trained):
+  assert inference.latest_step(trained) == 4
+  config = inference.workdir_config(trained)
+  assert config.model.channels == 8 and config.total_steps == 4
+  assert inference.workdir_config(trained, 2).model.num_blocks == 1
+  with pytest.raises(inference.ModelError) as e:
+    inference.workdir_config(trained, 3)
+  assert (e.value.what, e.value.value) == ('step', 3)
+  assert str(e.value).startswith('step 3: not in ')
+  with pytest.raises(inference.ModelError, match='no such folder'):
+    inference.latest_step(trained / 'nope')
+
+
+def test_config_file_loads_a_config_module():
+  config, module = inference.config_file('configs/cpu_scale.py', 'gram')
+  assert config.loss.name == 'gram' and 'gram' in module.VARIANTS
+  config, _ = inference.config_file('configs/demo.py')
+  assert config.model.scale == 4
+  with pytest.raises(inference.ModelError, match='no such file'):
+    inference.config_file('configs/nope.py')
+
+
+def test_mean_only_ignores_the_variance_head(trained):
+  full = inference.load(trained)
+  assert full.predicts_uncertainty and full.step == 4
+  for mean_only in (inference.load(trained, 2, mean_only=True),
+                    full.without_uncertainty()):
+    assert not mean_only.predicts_uncertainty
+  lr = lr_image(9, 11)
+  np.testing.assert_array_equal(full.without_uncertainty()(lr)[0],
+                                full(lr)[0])
+
+
+def test_errors_name_no_flags(trained, tmp_path):
+  cases = [lambda: inference.load(tmp_path / 'nope'),
+           lambda: inference.load(tmp_path),
+           lambda: inference.load(trained, 99),
+           lambda: inference.parse_step('x'),
+           lambda: inference.resolve_model(None, str(tmp_path), None)]
+  for case in cases:
+    with pytest.raises(inference.ModelError) as e:
+      case()
+    assert '--' not in str(e.value), str(e.value)
