@@ -55,6 +55,13 @@ def _drop_read_only_notice(record: logging.LogRecord) -> bool:
   return not record.getMessage().startswith('Given directory is read only')
 
 
+def _drop_no_metrics_notice(record: logging.LogRecord) -> bool:
+  """Orbax warns of every save without the best metric; the regular saves
+  between validations have none by design (the latest-N policy keeps
+  them)."""
+  return not record.getMessage().startswith('Requested `tracked_metric`')
+
+
 class Checkpoints:
   """Thin wrapper over ``ocp.CheckpointManager`` for one workdir."""
 
@@ -122,6 +129,8 @@ class Checkpoints:
       args['data'] = grain.checkpoint.CheckpointSave(data_iterator)
     if not (self.best_metric and metrics and self.best_metric in metrics):
       metrics = None  # Orbax's best_fn needs the metric in every one.
+    absl_logger = logging.getLogger('absl')
+    absl_logger.addFilter(_drop_no_metrics_notice)
     try:
       saved = self.manager.save(step, args=ocp.args.Composite(**args),
                                 force=force, metrics=metrics)
@@ -133,6 +142,8 @@ class Checkpoints:
           f'({type(e).__name__}: {e}); the last complete checkpoint is step '
           f'{self.latest_step()}, intact: free space and run the same '
           'command to resume from it') from e
+    finally:
+      absl_logger.removeFilter(_drop_no_metrics_notice)
     if saved and metrics and self.is_better(metrics[self.best_metric]):
       self._best = {'step': step, 'metric': self.best_metric,
                     'value': float(metrics[self.best_metric]),
