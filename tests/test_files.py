@@ -37,7 +37,7 @@ def test_unusable_paths_name_the_flag(tmp_path):
                      'not a folder$'):
     files.writable_dir(afile, '--output')
   with pytest.raises(UserError, match='^--json=.*cannot write it'):
-    files.write_json(afile / 'sub' / 'x.json', {}, flag='--json')
+    files.write_json(afile / 'sub' / 'x.json', {}, '--json')
 
 
 def test_atomic_write_leaves_no_temporary_file(tmp_path):
