@@ -670,7 +670,7 @@ def test_unwritable_workdir_is_one_line(tmp_path, capsys, layout, why):
   workdir = afile / 'sub' if layout == 'under_a_file' else afile
   assert cli_train(tiny(3), workdir) == 2
   line = one_error_line(capsys.readouterr().err)
-  assert line.startswith(f'error: workdir={workdir}: {why}'), line
+  assert line.startswith(f'error: workdir {workdir}: {why}'), line
   assert afile.read_text() == 'a file, not a folder'
 
 
@@ -683,7 +683,7 @@ def test_read_only_workdir_is_one_line(tmp_path, capsys):
   try:
     assert cli_train(tiny(3), workdir) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert line.startswith(f'error: workdir={workdir}: cannot write there')
+    assert line.startswith(f'error: workdir {workdir}: cannot write there')
   finally:
     workdir.chmod(0o755)
 
