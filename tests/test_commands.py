@@ -57,7 +57,7 @@ def test_unknown_flag_and_stray_argument_are_one_line(command):
     ('main', ['--config is required: experiment config file',
               '; --workdir is required: directory for checkpoints']),
     ('evaluate', ['give --method=bicubic or --workdir=DIR']),
-    ('predict', ['--output is required']),
+    ('predict', ['give the model: --workdir=DIR']),
 ])
 def test_missing_flags_are_one_friendly_line_in_every_command(command,
                                                               needles):

@@ -112,7 +112,7 @@ def test_bfloat16_compute_keeps_float32_parameters(tmp_path):
   lr = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3))
   mean, log_var = model(lr)
   assert mean.dtype == log_var.dtype == jnp.float32  # Loss in float32.
-  assert model.first.kernel.value.dtype == jnp.float32
+  assert model.first.kernel[...].dtype == jnp.float32
   c32 = demo_config.get_config()
   c32.model.num_blocks, c32.model.channels = 2, 8
   mean32, _ = models.build_model(c32.model, seed=0)(lr)
