@@ -96,6 +96,37 @@ def check_flags() -> None:
     raise UserError(f'--tile={FLAGS.tile}: must be >= 0 (0: no tiling)')
 
 
+def _recalibration(predictor, folders, scale: int):
+  """The recalibration the evaluation reports: fitted on --calibrate_on
+  (and stored in the workdir), else the workdir's stored one of this step
+  (unless --norecalibrate); the library's errors named by these flags."""
+  # pylint: disable=g-import-not-at-top
+  from gramjax.evaluation import protocol as evaluation
+  from gramjax.metrics import recalibration
+  # pylint: enable=g-import-not-at-top
+  if not _CALIBRATE_ON.value:
+    if not predictor.predicts_uncertainty:
+      return None
+    return recalibration.for_step(_WORKDIR.value, predictor.step,
+                                  FLAGS.recalibrate)
+  if not predictor.predicts_uncertainty:
+    raise UserError('--calibrate_on needs a model that predicts uncertainty '
+                    '(this one was trained with the plain MSE)')
+  fitted_on, images = evaluation.calibration_images(
+      _CALIBRATE_ON.value, predictor, key='--calibrate_on')
+  try:
+    evaluation.check_disjoint(fitted_on, images, folders)
+  except UserError as e:
+    raise UserError(f'--calibrate_on={fitted_on}: {e}') from e
+  recal = evaluation.fit_recalibration(
+      predictor, images, method=_CALIBRATION_METHOD.value,
+      fitted_on=fitted_on, scale=scale, convention=FLAGS.convention,
+      tile=FLAGS.tile, **cli.given_kwargs('y_correlation'))
+  path = recalibration.save(_WORKDIR.value, recal, key='--calibrate_on')
+  print(f'recalibration: {recal.describe()}; wrote {path}', file=sys.stderr)
+  return recal
+
+
 def _main() -> None:
   check_flags()
   # The library is imported once the flags are good: --help and usage
@@ -106,36 +137,25 @@ def _main() -> None:
   from gramjax.core import files
   from gramjax.inference import predictor as inference
   from gramjax.metrics import quality as metrics
-  from gramjax.metrics import recalibration
   from gramjax.reporting import table1 as reporting
   from gramjax.reporting import tables
   # pylint: enable=g-import-not-at-top
-  folders = evaluation.resolve_folders(FLAGS.data)
+  folders = evaluation.resolve_folders(FLAGS.data, key='--data')
   scale, predictor, recal = cli.given('scale'), None, None
   if _WORKDIR.value:
-    predictor = inference.load(_WORKDIR.value,
-                               inference.parse_step(_STEP.value))
+    try:
+      predictor = inference.load(_WORKDIR.value,
+                                 inference.parse_step(_STEP.value))
+    except inference.ModelError as e:    # The library names no flags.
+      raise UserError(f'--{e.what}={e.value}: {e.why}') from e
     scale = reporting.check_scale(predictor.scale, scale,
-                                  f'--workdir={_WORKDIR.value}')
+                                  f'--workdir={_WORKDIR.value}', '--scale')
     title = (f'{_WORKDIR.value} (step {predictor.step}, {predictor.weights} '
              f'weights), x{scale}')
     if _FIGURES.value and not predictor.predicts_uncertainty:
       raise UserError('--figures needs --workdir with a model that predicts '
                       'uncertainty')
-    if _CALIBRATE_ON.value:
-      fitted_on, images = evaluation.calibration_images(_CALIBRATE_ON.value,
-                                                        predictor)
-      evaluation.check_disjoint(fitted_on, images, folders)
-      recal = evaluation.fit_recalibration(
-          predictor, images, method=_CALIBRATION_METHOD.value,
-          fitted_on=fitted_on, scale=scale, convention=FLAGS.convention,
-          tile=FLAGS.tile, **cli.given_kwargs('y_correlation'))
-      path = recalibration.save(_WORKDIR.value, recal)
-      print(f'recalibration: {recal.describe()}; wrote {path}',
-            file=sys.stderr)
-    elif predictor.predicts_uncertainty:
-      recal = recalibration.for_step(_WORKDIR.value, predictor.step,
-                                     FLAGS.recalibrate)
+    recal = _recalibration(predictor, folders, scale)
   else:
     scale = FLAGS.scale if scale is None else scale
     if scale < 2:
@@ -153,7 +173,7 @@ def _main() -> None:
                             per_image=per_image if _PER_IMAGE.value
                             else None))
   if _JSON.value:
-    files.write_json(_JSON.value, entries)
+    files.write_json(_JSON.value, entries, '--json')
   if _FIGURES.value:
     label = pathlib.Path(_WORKDIR.value).name or _WORKDIR.value
     for folder, results in per_image.items():

@@ -76,6 +76,9 @@ def _main() -> None:
   # pylint: enable=g-import-not-at-top
   models = parse_models(_MODELS.value)
   baseline = _BASELINE.value or next(iter(models))
+  if baseline not in models:
+    raise UserError(f'--baseline={baseline}: not one of --models '
+                    f'({", ".join(models)})')
   if FLAGS.convention not in metrics.CONVENTIONS:
     raise UserError(f'--convention={FLAGS.convention}: use one of '
                     f'{", ".join(metrics.CONVENTIONS)}')
@@ -87,21 +90,21 @@ def _main() -> None:
   if out.suffix.lower() == '.json':
     raise UserError(f'--out={out}: give the markdown file (e.g. table.md); '
                     'the JSON is written beside it')
-  folders = evaluation.resolve_folders(FLAGS.data)
+  folders = evaluation.resolve_folders(FLAGS.data, key='--data')
   figures_dir = None if _NO_FIGURES.value else (
       out.parent / f'{out.stem}_figures')
   table, columns = reporting.build_report(
       models, folders, scale=cli.given('scale'), convention=FLAGS.convention,
       baseline=baseline, tile=FLAGS.tile, figures_dir=figures_dir,
       fig_images=_FIG_IMAGES.value, link_base=out.parent,
-      recalibrate=FLAGS.recalibrate,
+      recalibrate=FLAGS.recalibrate, scale_key='--scale',
       **cli.given_kwargs('y_correlation', 'aggregation'))
   try:
     out.parent.mkdir(parents=True, exist_ok=True)
     files.write_text_atomic(out, table)
   except OSError as e:
     raise UserError(f'--out={out}: cannot write it ({e})') from e
-  files.write_json(out.with_suffix('.json'), columns, flag='--out')
+  files.write_json(out.with_suffix('.json'), columns, '--out')
   print(table, end='')
   print(f'wrote {out} and {out.with_suffix(".json")}', file=sys.stderr)
 

@@ -610,6 +610,6 @@ def test_heldout_images_are_the_ones_training_left_out(folders):
   assert [p.name for p in images] == ['1.png', '3.png']
   assert fitted_on.startswith('heldout: 2 images of ')
   test = evaluation.Folder('T', train_dir, [train_dir / '3.png'])
-  with pytest.raises(UserError, match=r'--calibrate_on=heldout: 2 images.*'
-                     r'share 1 image\(s\) \(e.g. 3.png\)'):
+  with pytest.raises(UserError, match=r'recalibration images \(heldout: 2 '
+                     r'images.*share 1 image\(s\) \(e.g. 3.png\)'):
     evaluation.check_disjoint(fitted_on, images, [test])

@@ -169,9 +169,9 @@ class Folder:
   images: list[pathlib.Path]
 
 
-def resolve_folders(spec: str, key: str = '--data') -> list[Folder]:
+def resolve_folders(spec: str, key: str = 'data') -> list[Folder]:
   """``DIR[,DIR...]`` -> folders with their images; ``UserError`` naming
-  the bad path. Names are basenames, ``parent/basename`` where they clash."""
+  ``key`` (the commands give their flag) and the bad path. Names are basenames, ``parent/basename`` where they clash."""
   parts = [p.strip() for p in (spec or '').split(',') if p.strip()]
   if not parts:
     raise UserError(f'{key} is required: one or more image folders, '
@@ -268,7 +268,7 @@ def summarize(results: Sequence[ImageResult], convention: str,
   ``recal`` also ``calibration`` and ``uncertainty_calibrated``.
   ``pool_rate``: the share of values the images kept for pooling."""
   if aggregation not in AGGREGATIONS:
-    raise UserError(f'--aggregation={aggregation}: use one of '
+    raise UserError(f'aggregation={aggregation!r}: use one of '
                     f'{", ".join(AGGREGATIONS)}')
   entry = {'psnr': float(np.mean([r.psnr for r in results])),
            'ssim': float(np.mean([r.ssim for r in results])),
@@ -400,15 +400,16 @@ def evaluate_folders(folders: Sequence[Folder], *, scale: int,
 
 # -------------------------------------------------------- recalibration --
 
-def calibration_images(spec: str, predictor) -> tuple[str, list[pathlib.Path]]:
-  """``(fitted_on, images)`` for ``--calibrate_on``: a folder of HR images,
-  or ``heldout``, the images the model's training left out
-  (``config.data.holdout``)."""
+def calibration_images(spec: str, predictor, key: str = 'calibrate_on'
+                       ) -> tuple[str, list[pathlib.Path]]:
+  """``(fitted_on, images)`` of the recalibration's images ``spec``: a
+  folder of HR images, or ``heldout``, the images the model's training
+  left out (``config.data.holdout``); errors name ``key``."""
   if spec == 'heldout':
     images = data_lib.held_out_images(predictor.config.data)
     return (f'heldout: {len(images)} images of '
             f'{predictor.config.data.train_dir}', images)
-  (folder,) = resolve_folders(spec, key='--calibrate_on')
+  (folder,) = resolve_folders(spec, key=key)
   return str(folder.path), folder.images
 
 
@@ -421,7 +422,8 @@ def check_disjoint(fitted_on: str, images: Sequence[pathlib.Path],
     shared = [p for p in folder.images if os.path.realpath(p) in mine]
     if shared:
       raise UserError(
-          f'--calibrate_on={fitted_on} and the test folder {folder.path} '
+          f'the recalibration images ({fitted_on}) and the test folder '
+          f'{folder.path} '
           f'share {len(shared)} image(s) (e.g. {shared[0].name}): a '
           'recalibration must be fitted on images it is not tested on')
 
@@ -435,7 +437,7 @@ def fit_recalibration(predictor, images: Sequence[pathlib.Path], *,
   """Fits ``method`` on the pooled errors and sigmas of ``images`` (run as
   an evaluation folder: same LR, same shave), per channel space."""
   if not predictor.predicts_uncertainty:
-    raise UserError('--calibrate_on needs a model that predicts uncertainty '
+    raise UserError('a recalibration needs a model that predicts uncertainty '
                     '(this one was trained with the plain MSE)')
   name = ('held-out images' if fitted_on.startswith('heldout')
           else pathlib.Path(fitted_on).name)

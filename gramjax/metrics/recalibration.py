@@ -222,10 +222,12 @@ def path_in(workdir: str | os.PathLike) -> pathlib.Path:
   return pathlib.Path(os.path.expanduser(str(workdir))) / FILE_NAME
 
 
-def save(workdir: str | os.PathLike, recal: Recalibration) -> pathlib.Path:
-  """Writes ``WORKDIR/calibration.json`` atomically (replacing one there)."""
+def save(workdir: str | os.PathLike, recal: Recalibration,
+         key: str = 'recalibration') -> pathlib.Path:
+  """Writes ``WORKDIR/calibration.json`` atomically (replacing one there);
+  a failure is a ``UserError`` naming ``key``."""
   path = path_in(workdir)
-  files.write_json(path, recal.to_json(), flag='--calibrate_on')
+  files.write_json(path, recal.to_json(), key)
   return path
 
 
@@ -240,7 +242,7 @@ def load(workdir: str | os.PathLike) -> Recalibration | None:
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise UserError(f'{path}: not a recalibration this version can read '
                     f'({type(e).__name__}: {e}); fit it again with '
-                    'evaluate --calibrate_on=DIR, or delete it') from e
+                    'the evaluate command, or delete it') from e
 
 
 def for_step(workdir: str | os.PathLike, step: int, use: bool = True
@@ -250,7 +252,7 @@ def for_step(workdir: str | os.PathLike, step: int, use: bool = True
   recal = load(workdir) if use else None
   if recal is not None and recal.step != step:
     logging.warning('%s was fitted at step %d, not at step %d: not used '
-                    '(fit it again with evaluate --calibrate_on)',
+                    '(fit it again with the evaluate command)',
                     path_in(workdir), recal.step, step)
     return None
   if recal is not None:

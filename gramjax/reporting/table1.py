@@ -16,11 +16,12 @@ from gramjax.metrics import uncertainty
 from gramjax.core.errors import UserError
 
 
-def check_scale(model_scale: int, scale: int | None, what: str) -> int:
-  """The scale to use: the model's, which ``--scale`` (when given) must
-  equal."""
+def check_scale(model_scale: int, scale: int | None, what: str,
+                key: str = 'scale') -> int:
+  """The scale to use: the model's, which ``scale`` (when given) must
+  equal; the error names ``key`` (the commands give their flag)."""
   if scale is not None and scale != model_scale:
-    raise UserError(f'--scale={scale} does not match the x{model_scale} '
+    raise UserError(f'{key}={scale} does not match the x{model_scale} '
                     f'model of {what}')
   return model_scale
 
@@ -55,7 +56,8 @@ def build_report(models: dict[str, str], folders, *, scale: int | None,
                  quiet: bool = False, figures_dir=None, fig_images: int = 2,
                  link_base=None,
                  y_correlation: float = uncertainty.Y_CORRELATION,
-                 aggregation: str = 'pooled', recalibrate: bool = True):
+                 aggregation: str = 'pooled', recalibrate: bool = True,
+                 scale_key: str = 'scale'):
   """Evaluates bicubic and every model (``{name: workdir}``, latest
   checkpoints; Y's variance assumes channel errors of correlation
   ``y_correlation``; uncertainty figures by ``aggregation``; with
@@ -63,16 +65,17 @@ def build_report(models: dict[str, str], folders, *, scale: int | None,
   checkpoint); returns (markdown, columns) where ``columns`` is
   ``{column: {folder: entry}}``. With ``figures_dir`` also draws the
   pictures there and links them (relative to ``link_base``, the markdown
-  file's folder)."""
+  file's folder). A ``scale`` other than a model's is a ``UserError``
+  naming ``scale_key``."""
   if baseline not in models:
-    raise UserError(f'--baseline={baseline}: not one of --models '
+    raise UserError(f'baseline={baseline!r}: not one of the models '
                     f'({", ".join(models)})')
   # Load every model first: a bad workdir fails before any evaluation.
   predictors = {}
   for name, workdir in models.items():
     predictors[name] = inference.load(workdir)
-    scale = check_scale(predictors[name].scale, scale,
-                        f'--models={name}={workdir}')
+    scale = check_scale(predictors[name].scale, scale, f'{name}={workdir}',
+                        scale_key)
   columns = {tables.BICUBIC: evaluation.evaluate_folders(
       folders, scale=scale, convention=convention, label='Bicubic: ',
       quiet=quiet)[0]}
