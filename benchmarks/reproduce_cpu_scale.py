@@ -39,6 +39,7 @@ from benchmarks import study_page
 from benchmarks.study_page import fmt_s, sh
 from benchmarks.study_tables import NAMES
 from gramjax.evaluation import protocol as evaluation
+from gramjax.evaluation import recalibrate as recal_fit
 from gramjax.inference import predictor as inference
 from gramjax.metrics import recalibration
 from gramjax.state import train_state as state_lib
@@ -86,11 +87,11 @@ def recalibrate(predictor, folders, entries, per_image, scale) -> dict:
   """Fits each recalibration method on the images the model's training
   held out; adds to ``entries`` the figures after it and returns the fits
   and the reliability curves (RGB) per folder, before and after."""
-  fitted_on, images = evaluation.calibration_images('heldout', predictor)
-  evaluation.check_disjoint(fitted_on, images, folders)
+  fitted_on, images = recal_fit.calibration_images('heldout', predictor)
+  recal_fit.check_disjoint(fitted_on, images, folders)
   out = {'calibration': {}, 'curves': {f.name: {} for f in folders}}
   for method in recalibration.METHODS:
-    recal = evaluation.fit_recalibration(
+    recal = recal_fit.fit_recalibration(
         predictor, images, method=method, fitted_on=fitted_on, scale=scale,
         y_correlation=1.0, quiet=True)
     out['calibration'][method] = evaluation.calibration_summary(recal)

@@ -101,7 +101,7 @@ def _recalibration(predictor, folders, scale: int):
   (and stored in the workdir), else the workdir's stored one of this step
   (unless --norecalibrate); the library's errors named by these flags."""
   # pylint: disable=g-import-not-at-top
-  from gramjax.evaluation import protocol as evaluation
+  from gramjax.evaluation import recalibrate
   from gramjax.metrics import recalibration
   # pylint: enable=g-import-not-at-top
   if not _CALIBRATE_ON.value:
@@ -112,13 +112,13 @@ def _recalibration(predictor, folders, scale: int):
   if not predictor.predicts_uncertainty:
     raise UserError('--calibrate_on needs a model that predicts uncertainty '
                     '(this one was trained with the plain MSE)')
-  fitted_on, images = evaluation.calibration_images(
+  fitted_on, images = recalibrate.calibration_images(
       _CALIBRATE_ON.value, predictor, key='--calibrate_on')
   try:
-    evaluation.check_disjoint(fitted_on, images, folders)
+    recalibrate.check_disjoint(fitted_on, images, folders)
   except UserError as e:
     raise UserError(f'--calibrate_on={fitted_on}: {e}') from e
-  recal = evaluation.fit_recalibration(
+  recal = recalibrate.fit_recalibration(
       predictor, images, method=_CALIBRATION_METHOD.value,
       fitted_on=fitted_on, scale=scale, convention=FLAGS.convention,
       tile=FLAGS.tile, **cli.given_kwargs('y_correlation'))

@@ -18,6 +18,7 @@ from configs import demo as demo_config
 from gramjax.metrics import calibration
 from gramjax import data as data_lib
 from gramjax.evaluation import protocol as evaluation
+from gramjax.evaluation import recalibrate
 from gramjax.core import imresize
 from gramjax.inference import predictor as inference
 from gramjax.metrics import quality as metrics
@@ -384,9 +385,10 @@ def test_mse_models_report_no_uncertainty():
   """SRResNet* (plain MSE) never trains its variance head: no sigma keys."""
   c = demo_config.get_config()
   predicts = inference.Predictor.predicts_uncertainty.fget
-  assert predicts(types.SimpleNamespace(config=c))
+  assert predicts(types.SimpleNamespace(config=c, mean_only=False))
+  assert not predicts(types.SimpleNamespace(config=c, mean_only=True))
   c.loss.name = 'mse'
-  assert not predicts(types.SimpleNamespace(config=c))
+  assert not predicts(types.SimpleNamespace(config=c, mean_only=False))
   entry = evaluation.summarize(
       [evaluation.ImageResult('a.png', 30.0, 0.9, False)], 'standard', step=7)
   assert entry == {'psnr': 30.0, 'ssim': 0.9, 'images': 1,
@@ -606,10 +608,10 @@ def test_heldout_images_are_the_ones_training_left_out(folders):
   config.data.train_dir = str(train_dir)
   config.data.holdout = 2
   predictor = types.SimpleNamespace(config=config)
-  fitted_on, images = evaluation.calibration_images('heldout', predictor)
+  fitted_on, images = recalibrate.calibration_images('heldout', predictor)
   assert [p.name for p in images] == ['1.png', '3.png']
   assert fitted_on.startswith('heldout: 2 images of ')
   test = evaluation.Folder('T', train_dir, [train_dir / '3.png'])
   with pytest.raises(UserError, match=r'recalibration images \(heldout: 2 '
                      r'images.*share 1 image\(s\) \(e.g. 3.png\)'):
-    evaluation.check_disjoint(fitted_on, images, [test])
+    recalibrate.check_disjoint(fitted_on, images, [test])

@@ -10,6 +10,8 @@ import pytest
 from scipy import stats
 
 from gramjax.metrics import quality as metrics
+from gramjax.metrics import luma
+from gramjax.metrics import ranking
 from gramjax.metrics import uncertainty as unc
 
 # Known quantiles: z(level) = Phi^{-1}((1 + level) / 2) for central intervals.
@@ -120,7 +122,7 @@ def test_calibrated_gaussian_sample():
   # log|err| = log sigma + log|z|: sd(log sigma) = log(40) / sqrt(12) = 1.06
   # against sd(log|z|) = pi / sqrt(8) = 1.11, so the rank correlation is
   # strong but far from 1 (Pearson of the logs is 0.69).
-  assert 0.5 < unc.spearman(sigma, np.abs(err)) < 0.9
+  assert 0.5 < ranking.spearman(sigma, np.abs(err)) < 0.9
   sp = unc.sparsification_curves(err, sigma)
   assert 0 < sp.ause < sp.ause_random
   assert sp.aurg > 0.3
@@ -244,7 +246,7 @@ def test_oracle_sigma_gives_zero_ause():
     sp = unc.sparsification_curves(err, sigma)
     assert abs(sp.ause) < 1e-12
     np.testing.assert_allclose(sp.model, sp.oracle, rtol=1e-12, atol=0)
-    assert unc.spearman(sigma, np.abs(err)) == pytest.approx(1.0, abs=1e-12)
+    assert ranking.spearman(sigma, np.abs(err)) == pytest.approx(1.0, abs=1e-12)
   sp = unc.sparsification_curves(err, np.abs(err))
   np.testing.assert_array_equal(sp.model, sp.oracle)
   assert sp.ause == 0.0
@@ -343,7 +345,7 @@ def test_mis_scaled_sigma(scale):
   assert np.all(cal.observed < cal.expected) if scale < 1 else np.all(
       cal.observed > cal.expected)
   # A global rescaling leaves the ranking metrics untouched.
-  assert unc.spearman(pred, np.abs(err)) == unc.spearman(sigma, np.abs(err))
+  assert ranking.spearman(pred, np.abs(err)) == ranking.spearman(sigma, np.abs(err))
   assert unc.ause(err, pred) == pytest.approx(unc.ause(err, sigma),
                                               abs=1e-12)
 
@@ -366,25 +368,25 @@ def test_spearman_uses_average_ranks_for_ties():
   # Tied values share the mean of their ranks: x correlates perfectly with
   # its average ranks (2, 4, 4, 1, 4), not with any tie-broken ranking.
   x = [10.0, 20.0, 20.0, 5.0, 20.0]
-  assert unc.spearman(x, [2, 4, 4, 1, 4]) == pytest.approx(1.0, abs=1e-15)
-  assert unc.spearman(x, [2, 3, 4, 1, 5]) < 1 - 1e-3
+  assert ranking.spearman(x, [2, 4, 4, 1, 4]) == pytest.approx(1.0, abs=1e-15)
+  assert ranking.spearman(x, [2, 3, 4, 1, 5]) < 1 - 1e-3
 
 
 def test_spearman_hand_examples_with_ties():
   # Ranks (1, 2.5, 2.5, 4) and (1, 3, 2, 4): 4.5 / sqrt(4.5 * 5).
-  assert unc.spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(
+  assert ranking.spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(
       math.sqrt(0.9), abs=1e-15)
   # Ranks (1.5, 1.5, 3.5, 3.5) and (1, 2.5, 2.5, 4): 3 / sqrt(4 * 4.5).
-  assert unc.spearman([1, 1, 2, 2], [1, 2, 2, 3]) == pytest.approx(
+  assert ranking.spearman([1, 1, 2, 2], [1, 2, 2, 3]) == pytest.approx(
       1 / math.sqrt(2), abs=1e-15)
-  assert unc.spearman([1, 2, 3, 4], [40, 30, 20, 10]) == -1.0
-  assert unc.spearman([1, 2, 3], [1, 8, 27]) == 1.0
+  assert ranking.spearman([1, 2, 3, 4], [40, 30, 20, 10]) == -1.0
+  assert ranking.spearman([1, 2, 3], [1, 8, 27]) == 1.0
 
 
 def test_spearman_undefined_cases_are_nan_without_warnings(recwarn):
-  assert math.isnan(unc.spearman(np.full(5, 2.0), [1, 2, 3, 4, 5]))
-  assert math.isnan(unc.spearman([1, 2, 3], [0, 0, 0]))
-  assert math.isnan(unc.spearman([1.0], [2.0]))
+  assert math.isnan(ranking.spearman(np.full(5, 2.0), [1, 2, 3, 4, 5]))
+  assert math.isnan(ranking.spearman([1, 2, 3], [0, 0, 0]))
+  assert math.isnan(ranking.spearman([1.0], [2.0]))
   assert not recwarn.list
 
 
@@ -392,7 +394,7 @@ def test_spearman_matches_scipy_with_ties():
   rng = np.random.default_rng(10)
   a = rng.integers(0, 20, 3000).astype(float)
   b = a + rng.integers(0, 15, 3000)
-  assert unc.spearman(a, b) == pytest.approx(
+  assert ranking.spearman(a, b) == pytest.approx(
       stats.spearmanr(a, b).statistic, abs=1e-12)
 
 
@@ -418,7 +420,7 @@ def test_summarize_keys_and_values():
   assert s['auce'] == unc.auce(err, sigma)
   cov = unc.coverage(err, sigma)
   assert [s[f'coverage_{k}'] for k in (50, 80, 90, 95)] == list(cov.values())
-  assert s['spearman'] == unc.spearman(sigma, np.abs(err))
+  assert s['spearman'] == ranking.spearman(sigma, np.abs(err))
   s = unc.summarize(err, sigma, levels=(0.995, 0.683))
   assert 'coverage_99.5' in s and 'coverage_68.3' in s
   assert 'coverage_95' not in s
@@ -439,7 +441,7 @@ def test_y_channel_known_colours_and_variances():
                  [255.0, 0.0, 0.0], [0.0, 255.0, 0.0]])
   var = np.array([[1.0, 1.0, 1.0], [0.0, 4.0, 0.0],
                   [0.0, 0.0, 0.0], [255.0**2, 0.0, 0.0]])
-  mu_y, var_y = unc.y_channel(mu, var, correlation=0.0)
+  mu_y, var_y = luma.y_channel(mu, var, correlation=0.0)
   np.testing.assert_allclose(mu_y, [235.0, 16.0, 16 + 65.481, 16 + 128.553],
                              rtol=1e-14)
   np.testing.assert_allclose(
@@ -447,14 +449,14 @@ def test_y_channel_known_colours_and_variances():
               4 * (128.553 / 255)**2, 0.0, 65.481**2], rtol=1e-14)
   rng = np.random.default_rng(13)
   img = rng.uniform(0, 255, (6, 7, 3))
-  mu_y, var_y = unc.y_channel(img, np.ones_like(img), correlation=0.0)
+  mu_y, var_y = luma.y_channel(img, np.ones_like(img), correlation=0.0)
   assert mu_y.shape == var_y.shape == (6, 7)
   np.testing.assert_allclose(mu_y, metrics.rgb_to_y(img), rtol=1e-14)
   np.testing.assert_array_equal(mu_y, 16 + img @ metrics.LUMA_255)
   np.testing.assert_allclose(var_y, metrics.LUMA_255 @ metrics.LUMA_255,
                              rtol=1e-15)
   with pytest.raises(ValueError):
-    unc.y_channel(np.zeros((4, 4)), np.zeros((4, 4)))
+    luma.y_channel(np.zeros((4, 4)), np.zeros((4, 4)))
 
 
 def test_y_channel_variance_of_independent_channel_errors():
@@ -463,7 +465,7 @@ def test_y_channel_variance_of_independent_channel_errors():
   sd = np.array([3.0, 1.0, 8.0])
   samples = 100.0 + sd * rng.standard_normal((200_000, 3))
   y = metrics.rgb_to_y(samples)
-  _, var_y = unc.y_channel(np.full(3, 100.0), sd**2, correlation=0.0)
+  _, var_y = luma.y_channel(np.full(3, 100.0), sd**2, correlation=0.0)
   assert np.var(y) == pytest.approx(var_y, rel=0.01)
 
 
@@ -476,14 +478,14 @@ def correlated_errors(rng, sd, rho, n):
 
 def test_y_channel_full_correlation_adds_the_sigmas():
   sd = np.array([3.0, 1.0, 8.0])
-  _, var_y = unc.y_channel(np.zeros(3), sd**2)     # Default: rho = 1.
-  assert unc.Y_CORRELATION == 1.0
+  _, var_y = luma.y_channel(np.zeros(3), sd**2)     # Default: rho = 1.
+  assert luma.Y_CORRELATION == 1.0
   assert np.sqrt(var_y) == pytest.approx(sd @ metrics.LUMA_255, rel=1e-14)
-  _, var_half = unc.y_channel(np.zeros(3), sd**2, correlation=0.5)
-  _, var_none = unc.y_channel(np.zeros(3), sd**2, correlation=0.0)
+  _, var_half = luma.y_channel(np.zeros(3), sd**2, correlation=0.5)
+  _, var_none = luma.y_channel(np.zeros(3), sd**2, correlation=0.0)
   assert var_half == pytest.approx(0.5 * (var_y + var_none), rel=1e-14)
   with pytest.raises(ValueError, match='correlation'):
-    unc.y_channel(np.zeros(3), sd**2, correlation=1.5)
+    luma.y_channel(np.zeros(3), sd**2, correlation=1.5)
 
 
 @pytest.mark.parametrize('rho', [1.0, 0.9, 0.0])
@@ -496,27 +498,27 @@ def test_y_coverage_is_nominal_under_the_matching_correlation(rho):
   sd = rng.uniform(1.0, 12.0, (n, 3))
   err = correlated_errors(rng, np.ones(3), rho, n) * sd
   mu = rng.uniform(0, 255, (n, 3))
-  mu_y, var_y = unc.y_channel(mu, sd**2, correlation=rho)
+  mu_y, var_y = luma.y_channel(mu, sd**2, correlation=rho)
   err_y = metrics.rgb_to_y(mu + err) - mu_y
   cov = unc.coverage(err_y, np.sqrt(var_y), levels=(0.9,))[0.9]
   assert cov == pytest.approx(0.9, abs=0.01)
   assert unc.coverage(err, sd,
                       levels=(0.9,))[0.9] == pytest.approx(0.9, abs=0.01)
   wrong = 0.0 if rho > 0.5 else 1.0
-  _, var_wrong = unc.y_channel(mu, sd**2, correlation=wrong)
+  _, var_wrong = luma.y_channel(mu, sd**2, correlation=wrong)
   off = unc.coverage(err_y, np.sqrt(var_wrong), levels=(0.9,))[0.9]
   assert abs(off - 0.9) > 0.05
-  assert unc.channel_correlation(err / sd) == pytest.approx(rho, abs=0.01)
+  assert luma.channel_correlation(err / sd) == pytest.approx(rho, abs=0.01)
 
 
 def test_channel_correlation_known_answers():
   rng = np.random.default_rng(3)
   x = rng.standard_normal((1000, 1))
-  assert unc.channel_correlation(np.hstack([x, 2 * x, x + 5])) == (
+  assert luma.channel_correlation(np.hstack([x, 2 * x, x + 5])) == (
       pytest.approx(1.0, abs=1e-12))
   e = rng.standard_normal((1000, 3))
   want = np.mean([np.corrcoef(e[:, i], e[:, j])[0, 1]
                   for i, j in ((0, 1), (0, 2), (1, 2))])
-  assert unc.channel_correlation(e.reshape(10, 100, 3)) == pytest.approx(
+  assert luma.channel_correlation(e.reshape(10, 100, 3)) == pytest.approx(
       want, rel=1e-12)
-  assert math.isnan(unc.channel_correlation(np.ones((5, 3))))
+  assert math.isnan(luma.channel_correlation(np.ones((5, 3))))

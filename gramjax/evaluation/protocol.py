@@ -45,6 +45,7 @@ from gramjax.metrics import quality as metrics
 from gramjax.core import pixels
 from gramjax.core import progress
 from gramjax.metrics import recalibration
+from gramjax.metrics import luma
 from gramjax.metrics import uncertainty
 from gramjax.core.errors import UserError
 
@@ -61,7 +62,7 @@ QUALITY_UNITS = ('grey levels ([0, 255]); nll in nats per pixel of that '
 
 def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
                       hr: np.ndarray, shave: int,
-                      y_correlation: float = uncertainty.Y_CORRELATION,
+                      y_correlation: float = luma.Y_CORRELATION,
                       pool_rate: float = 1.0, seed: int = 0,
                       image_figures: bool = True
                       ) -> tuple[dict[str, float], dict[str, dict], dict,
@@ -89,8 +90,8 @@ def uncertainty_stats(mean: np.ndarray, log_var: np.ndarray,
              'rmse_grey': float(np.sqrt(err2.mean())),
              'nll_grey': float(nll.mean()),
              'error_channel_correlation':
-                 uncertainty.channel_correlation(hr - mu)}
-  mu_y, var_y = uncertainty.y_channel(mu, var, y_correlation)
+                 luma.channel_correlation(hr - mu)}
+  mu_y, var_y = luma.y_channel(mu, var, y_correlation)
   pairs = {'y': (metrics.rgb_to_y(hr) - mu_y, np.sqrt(var_y)),
            'rgb': (hr - mu, np.sqrt(var))}
   quality, curves, samples = {}, {}, {}
@@ -127,7 +128,7 @@ class ImageResult:
 def evaluate_image(path: str | os.PathLike, *, scale: int,
                    convention: str = 'standard', predictor=None,
                    tile: int = 128,
-                   y_correlation: float = uncertainty.Y_CORRELATION,
+                   y_correlation: float = luma.Y_CORRELATION,
                    pool_rate: float = 1.0,
                    image_figures: bool = True) -> ImageResult:
   """Measures one HR file: bicubic when ``predictor`` is None, else the
@@ -257,7 +258,7 @@ def calibration_summary(recal: recalibration.Recalibration) -> dict:
 
 def summarize(results: Sequence[ImageResult], convention: str,
               step: int | None = None,
-              y_correlation: float = uncertainty.Y_CORRELATION,
+              y_correlation: float = luma.Y_CORRELATION,
               aggregation: str = 'pooled', pool_rate: float = 1.0,
               recal: recalibration.Recalibration | None = None
               ) -> dict[str, Any]:
@@ -342,7 +343,7 @@ def folder_curves(results: Sequence[ImageResult], channel: str = 'y',
 def folder_results(folder: Folder, *, scale: int, convention: str,
                    predictor=None, tile: int = 128, label: str = '',
                    quiet: bool = False,
-                   y_correlation: float = uncertainty.Y_CORRELATION,
+                   y_correlation: float = luma.Y_CORRELATION,
                    pool_rate: float = 1.0, image_figures: bool = False
                    ) -> list[ImageResult]:
   """``evaluate_image`` on every image of ``folder``, with a progress line
@@ -363,7 +364,7 @@ def folder_results(folder: Folder, *, scale: int, convention: str,
 def evaluate_folder(folder: Folder, *, scale: int, convention: str,
                     predictor=None, tile: int = 128, label: str = '',
                     quiet: bool = False,
-                    y_correlation: float = uncertainty.Y_CORRELATION,
+                    y_correlation: float = luma.Y_CORRELATION,
                     aggregation: str = 'pooled',
                     recal: recalibration.Recalibration | None = None
                     ) -> tuple[dict[str, Any], list[ImageResult]]:
@@ -385,7 +386,7 @@ def evaluate_folder(folder: Folder, *, scale: int, convention: str,
 def evaluate_folders(folders: Sequence[Folder], *, scale: int,
                      convention: str, predictor=None, tile: int = 128,
                      label: str = '', quiet: bool = False,
-                     y_correlation: float = uncertainty.Y_CORRELATION,
+                     y_correlation: float = luma.Y_CORRELATION,
                      aggregation: str = 'pooled',
                      recal: recalibration.Recalibration | None = None):
   """``{folder name: entry}`` and ``{folder name: [ImageResult]}``."""
@@ -396,58 +397,3 @@ def evaluate_folders(folders: Sequence[Folder], *, scale: int,
         tile=tile, label=label, quiet=quiet, y_correlation=y_correlation,
         aggregation=aggregation, recal=recal)
   return entries, per_image
-
-
-# -------------------------------------------------------- recalibration --
-
-def calibration_images(spec: str, predictor, key: str = 'calibrate_on'
-                       ) -> tuple[str, list[pathlib.Path]]:
-  """``(fitted_on, images)`` of the recalibration's images ``spec``: a
-  folder of HR images, or ``heldout``, the images the model's training
-  left out (``config.data.holdout``); errors name ``key``."""
-  if spec == 'heldout':
-    images = data_lib.held_out_images(predictor.config.data)
-    return (f'heldout: {len(images)} images of '
-            f'{predictor.config.data.train_dir}', images)
-  (folder,) = resolve_folders(spec, key=key)
-  return str(folder.path), folder.images
-
-
-def check_disjoint(fitted_on: str, images: Sequence[pathlib.Path],
-                   folders: Sequence[Folder]) -> None:
-  """Refuses test folders that share an image (or the folder) with the
-  recalibration's, naming both."""
-  mine = {os.path.realpath(p): p for p in images}
-  for folder in folders:
-    shared = [p for p in folder.images if os.path.realpath(p) in mine]
-    if shared:
-      raise UserError(
-          f'the recalibration images ({fitted_on}) and the test folder '
-          f'{folder.path} '
-          f'share {len(shared)} image(s) (e.g. {shared[0].name}): a '
-          'recalibration must be fitted on images it is not tested on')
-
-
-def fit_recalibration(predictor, images: Sequence[pathlib.Path], *,
-                      method: str, fitted_on: str, scale: int,
-                      convention: str = 'standard', tile: int = 128,
-                      y_correlation: float = uncertainty.Y_CORRELATION,
-                      quiet: bool = False
-                      ) -> recalibration.Recalibration:
-  """Fits ``method`` on the pooled errors and sigmas of ``images`` (run as
-  an evaluation folder: same LR, same shave), per channel space."""
-  if not predictor.predicts_uncertainty:
-    raise UserError('a recalibration needs a model that predicts uncertainty '
-                    '(this one was trained with the plain MSE)')
-  name = ('held-out images' if fitted_on.startswith('heldout')
-          else pathlib.Path(fitted_on).name)
-  folder = Folder(name, pathlib.Path(fitted_on), list(images))
-  results = folder_results(folder, scale=scale, convention=convention,
-                           predictor=predictor, tile=tile,
-                           label='fitting the recalibration on ',
-                           quiet=quiet, y_correlation=y_correlation,
-                           pool_rate=pool_rate_for(folder.images))
-  return recalibration.fit_channels(
-      method, {c: pooled(results, c) for c in recalibration.CHANNEL_SPACES},
-      fitted_on=fitted_on, images=[p.name for p in images],
-      step=predictor.step, y_correlation=y_correlation)

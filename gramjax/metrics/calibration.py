@@ -32,7 +32,7 @@ from scipy import special
 
 from gramjax.metrics import uncertainty
 from gramjax.metrics.uncertainty import coverage_sorted
-from gramjax.metrics.uncertainty import flat_pair
+from gramjax.metrics.pairs import flat_pair
 from gramjax.metrics.uncertainty import sorted_ratio
 
 NUM_PROPORTIONS = 100           # uncertainty-toolbox's num_bins.

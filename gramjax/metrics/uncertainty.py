@@ -37,9 +37,10 @@ from typing import Iterator, Sequence
 import numpy as np
 from scipy import integrate
 from scipy import special
-from scipy import stats
 
-from gramjax.core.colour import LUMA_255
+from gramjax.metrics import ranking
+from gramjax.metrics.pairs import flat_pair
+
 
 # Default central-interval levels of ``coverage`` / ``summarize``.
 DEFAULT_LEVELS: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
@@ -49,30 +50,6 @@ DEFAULT_FRACTIONS = np.linspace(0.0, 0.99, 100)
 DEFAULT_ALPHAS = np.linspace(0.01, 0.99, 99)
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-def flat_pair(err, sigma, *, positive: bool,
-               names: tuple[str, str] = ('err', 'sigma')
-               ) -> tuple[np.ndarray, np.ndarray]:
-  """Broadcasts, flattens to float64 (n,) and validates ``err``, ``sigma``."""
-  n_err, n_sigma = names
-  err = np.asarray(err, dtype=np.float64)
-  sigma = np.asarray(sigma, dtype=np.float64)
-  try:
-    err, sigma = np.broadcast_arrays(err, sigma)
-  except ValueError as e:
-    raise ValueError(f'{n_err} of shape {err.shape} and {n_sigma} of shape '
-                     f'{sigma.shape} do not broadcast') from e
-  err, sigma = err.ravel(), sigma.ravel()
-  if err.size == 0:
-    raise ValueError(f'{n_err} and {n_sigma} are empty')
-  for name, x in ((n_err, err), (n_sigma, sigma)):
-    if not np.all(np.isfinite(x)):
-      raise ValueError(f'{name} has non-finite values')
-  if positive and not np.all(sigma > 0):
-    raise ValueError(f'{n_sigma} must be > 0 everywhere '
-                     f'(min {sigma.min()!r})')
-  return err, sigma
 
 
 def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
@@ -345,35 +322,6 @@ def auce(err, sigma, alphas=None) -> float:
   return calibration_curve(err, sigma, alphas).auce
 
 
-def spearman(sigma, abs_err) -> float:
-  """Spearman rank correlation between ``sigma`` and ``abs_err``.
-
-  The Pearson correlation of the average ranks (``scipy.stats.rankdata``;
-  the value of ``scipy.stats.spearmanr``), in [-1, 1]: 1 when sigma orders
-  the pixels as |err| does, ~0 for an uninformative sigma. Unit-free and
-  unchanged by monotone transforms of either input.
-
-  Returns NaN (not 0), without a warning, when either input is constant or
-  has fewer than two elements: the correlation is undefined, and NaN keeps
-  a broken sigma from averaging in as "uncorrelated".
-
-  Args:
-    sigma: uncertainty per pixel (any finite score).
-    abs_err: |y - mu| per pixel, broadcastable to sigma.
-  """
-  a, b = flat_pair(sigma, abs_err, positive=False,
-                    names=('sigma', 'abs_err'))
-  if a.size < 2:
-    return float('nan')
-  ra, rb = stats.rankdata(a), stats.rankdata(b)
-  ra -= ra.mean()
-  rb -= rb.mean()
-  saa, sbb = float(ra @ ra), float(rb @ rb)
-  if saa == 0.0 or sbb == 0.0:
-    return float('nan')
-  return min(1.0, max(-1.0, float(ra @ rb) / math.sqrt(saa * sbb)))
-
-
 def summarize(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS,
               fractions=None, alphas=None) -> dict[str, float]:
   """All uncertainty metrics as one flat dict of Python floats.
@@ -397,7 +345,7 @@ def summarize(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS,
       'aurg': sp.aurg,
       'ause_random': sp.ause_random,
       **interval_figures(sorted_ratio(err, sigma), levels, alphas),
-      'spearman': spearman(sigma, np.abs(err)),
+      'spearman': ranking.spearman(sigma, np.abs(err)),
   }
   return out
 
@@ -413,72 +361,8 @@ def interval_figures(sorted_ratio: np.ndarray,
   return out
 
 
-# The default correlation of the R, G and B errors assumed by ``y_channel``:
-# full. SR errors are strongly correlated across channels (measured on our
-# models' and bicubic's errors on Set5/Set14: docs/evaluation.md), and
-# independence would make sigma_Y far too small.
-Y_CORRELATION = 1.0
-
-
-def y_channel(mu_rgb, var_rgb, correlation: float = Y_CORRELATION
-              ) -> tuple[np.ndarray, np.ndarray]:
-  """Mean and variance of the BT.601 luma Y from per-channel RGB ones.
-
-  With ``w = gramjax.metrics.quality.LUMA_255`` (as ``gramjax.metrics.quality.rgb_to_y``),
-  ``mu_Y = 16 + w . mu``; the Y error is ``w . e`` over the channel errors,
-  whose variance needs their correlation, which the model does not predict.
-  With one correlation ``rho`` between every pair of channels and
-  ``a_c = w_c sd_c``: ``var_Y = (1 - rho) sum_c a_c^2 + rho (sum_c a_c)^2``;
-  ``rho = 1`` (default, ``Y_CORRELATION``) gives ``sd_Y = sum_c w_c sd_c``,
-  ``rho = 0`` the independence sum ``sum_c w_c^2 var_c``. Measure the Y
-  error against float Y, not Y rounded to integers (that adds 1/12).
-
-  Args:
-    mu_rgb: predicted means, (..., 3), in [0, 255] units.
-    var_rgb: predicted variances, (..., 3), in [0, 255]^2 units
-      (``255**2 * exp(s)`` for s = log sigma^2 in [0, 1] units).
-    correlation: the channel errors' correlation, in [0, 1].
-
-  Returns:
-    ``(mu_y, var_y)``, float64 (...); sqrt(var_y) is sigma_Y, grey levels.
-  """
-  mu = np.asarray(mu_rgb, np.float64)
-  var = np.asarray(var_rgb, np.float64)
-  if mu.shape[-1:] != (3,) or var.shape[-1:] != (3,):
-    raise ValueError(f'expected (..., 3) RGB arrays, got {mu.shape} and '
-                     f'{var.shape}')
-  if np.any(var < 0):
-    raise ValueError('variances must be >= 0')
-  if not 0.0 <= correlation <= 1.0:
-    raise ValueError(f'the channel correlation must be in [0, 1], got '
-                     f'{correlation!r}')
-  a = np.sqrt(var) * LUMA_255
-  var_y = ((1.0 - correlation) * np.sum(a * a, axis=-1)
-           + correlation * np.sum(a, axis=-1) ** 2)
-  return 16.0 + mu @ LUMA_255, var_y
-
-
-def channel_correlation(err_rgb) -> float:
-  """Mean Pearson correlation of the three pairs of channel errors.
-
-  ``err_rgb``: (..., 3) target minus mean, all pixels pooled. NaN when a
-  channel's error is constant. What ``y_channel``'s ``correlation`` is
-  meant to be (sd-weighted pairs aside).
-  """
-  e = np.asarray(err_rgb, np.float64).reshape(-1, 3)
-  if e.shape[0] < 2:
-    return float('nan')
-  e = e - e.mean(axis=0)
-  norms = np.sqrt(np.sum(e * e, axis=0))
-  if np.any(norms == 0):
-    return float('nan')
-  c = (e.T @ e) / np.outer(norms, norms)
-  return float((c[0, 1] + c[0, 2] + c[1, 2]) / 3.0)
-
-
 __all__ = [
     'DEFAULT_ALPHAS', 'DEFAULT_FRACTIONS', 'DEFAULT_LEVELS', 'CalibrationCurve',
     'Sparsification', 'auce', 'ause', 'calibration_curve', 'central_z',
-    'coverage', 'gaussian_nll', 'sparsification_curves', 'spearman',
-    'summarize', 'y_channel', 'channel_correlation', 'Y_CORRELATION',
+    'coverage', 'gaussian_nll', 'sparsification_curves', 'summarize',
 ]

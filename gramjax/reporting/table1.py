@@ -12,7 +12,7 @@ from gramjax.reporting import figures
 from gramjax.inference import predictor as inference
 from gramjax.metrics import recalibration
 from gramjax.reporting import tables
-from gramjax.metrics import uncertainty
+from gramjax.metrics import luma
 from gramjax.core.errors import UserError
 
 
@@ -55,7 +55,7 @@ def build_report(models: dict[str, str], folders, *, scale: int | None,
                  convention: str, baseline: str, tile: int = 128,
                  quiet: bool = False, figures_dir=None, fig_images: int = 2,
                  link_base=None,
-                 y_correlation: float = uncertainty.Y_CORRELATION,
+                 y_correlation: float = luma.Y_CORRELATION,
                  aggregation: str = 'pooled', recalibrate: bool = True,
                  scale_key: str = 'scale'):
   """Evaluates bicubic and every model (``{name: workdir}``, latest
