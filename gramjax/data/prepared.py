@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from gramjax.core import files
 from gramjax.core import pixels
 from gramjax.data import images as images_lib
 from gramjax.core.errors import UserError
@@ -51,9 +52,7 @@ def _save_npy(path: pathlib.Path, arr: np.ndarray) -> None:
 
 
 def _write_manifest(out: pathlib.Path, manifest: dict) -> None:
-  tmp = out / (MANIFEST + '.tmp')
-  tmp.write_text(json.dumps(manifest, indent=1))
-  os.replace(tmp, out / MANIFEST)
+  files.write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
 
 
 def find_lr_file(hr_path: pathlib.Path, lr_files: dict[str, pathlib.Path],

@@ -189,8 +189,8 @@ def check_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
 
 
 def _open(workdir: pathlib.Path) -> ckpt_lib.Checkpoints:
-  return ckpt_lib.Checkpoints(workdir, every=1, keep=1_000_000,
-                              async_save=False)
+  """A reader's view of the checkpoints: orbax read-only, nothing written."""
+  return ckpt_lib.open_read_only(workdir)
 
 
 def _resolve_step(ckpts: ckpt_lib.Checkpoints, workdir: pathlib.Path,

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pathlib
 import time
 
 import jax
 import numpy as np
 
+from gramjax.core import files
 from gramjax.core import progress
 from gramjax.state.distributed import local_value
 from gramjax.core.errors import UserError
@@ -63,10 +63,8 @@ class MetricWriter:
           kept.append(line)
       except (ValueError, KeyError, TypeError):
         continue  # A line cut short by a kill.
-    tmp = self.path.with_name(self.path.name + '.tmp')
     try:  # Atomic: a kill or a full disk here must not lose the history.
-      tmp.write_text(''.join(l + '\n' for l in kept))
-      os.replace(tmp, self.path)
+      files.write_text_atomic(self.path, ''.join(l + '\n' for l in kept))
     except OSError as e:
       raise UserError(f'{self.path}: cannot rewrite it on resume ({e})') from e
 

@@ -18,6 +18,7 @@ import numpy as np
 from gramjax import data as data_lib
 from gramjax.evaluation import protocol as evaluation
 from gramjax.metrics import quality as metrics
+from gramjax.core import files
 from gramjax.core import pixels
 from gramjax.core import visualize
 from gramjax.core.errors import UserError
@@ -132,5 +133,6 @@ def write_samples(predictor, spec: str, outdir: pathlib.Path) -> list[dict]:
         result['sigma_grey_p99'], outdir)
     result['weights'] = predictor.weights
     results.append(result)
-  (outdir / 'samples.json').write_text(json.dumps(results, indent=2))
+  files.write_text_atomic(outdir / 'samples.json',
+                          json.dumps(results, indent=2))
   return results
