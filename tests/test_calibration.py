@@ -11,6 +11,7 @@ from scipy import special
 from scipy import stats
 
 from gramjax.metrics import calibration as cal
+from gramjax.metrics import summary
 
 N = 400_000
 
@@ -37,7 +38,7 @@ def test_calibration_errors_match_closed_forms(k):
   err, true_sigma = gaussian(1)
   sigma = true_sigma / k
   p, want = expected_observed(k)
-  got = cal.summarize(err, sigma)
+  got = summary.summarize(err, sigma)
   assert got['mace'] == pytest.approx(np.mean(np.abs(want - p)), abs=3e-3)
   assert got['rmsce'] == pytest.approx(
       math.sqrt(np.mean((want - p) ** 2)), abs=3e-3)
@@ -112,7 +113,7 @@ def test_agrees_with_uncertainty_toolbox(k):
   sigma = true_sigma / k
   mu = np.random.default_rng(6).uniform(0, 255, err.size)
   y = mu + err
-  got = cal.summarize(err, sigma)
+  got = summary.summarize(err, sigma)
   want = {
       'mace': mc.mean_absolute_calibration_error(mu, sigma, y,
                                                  vectorized=True),

@@ -12,8 +12,10 @@ from scipy import optimize
 from scipy import special
 
 from gramjax.metrics import calibration
+from gramjax.metrics import summary
 from gramjax.metrics import recalibration as rc
 from gramjax.metrics import uncertainty
+from gramjax.metrics.residuals import Residuals
 from gramjax.core.errors import UserError
 
 
@@ -45,7 +47,7 @@ def test_sigma_scaling_calibrates_fresh_gaussian_data(scale):
   is calibrated; the ranking figures do not move."""
   fitted = rc.fit('sigma_scaling', *sample(1, scale=scale))
   err, sigma = sample(2, scale=scale)
-  before = calibration.all_figures(err, sigma)
+  before = summary.summarize(err, sigma)
   after = rc.figures(fitted, err, sigma)
   assert abs(before['coverage_90'] - 0.9) > 0.09
   assert after['coverage_90'] == pytest.approx(0.9, abs=0.005)
@@ -94,12 +96,12 @@ def test_isotonic_fixes_every_level_where_sigma_scaling_cannot():
   assert iso['mace'] < 0.005 < scaled['mace']
   assert iso['auce'] < scaled['auce']
   assert math.isnan(iso['nll'])
-  before = calibration.all_figures(err, sigma)
+  before = summary.summarize(err, sigma)
   for key in ('ause', 'spearman', 'rmse'):
     assert iso[key] == pytest.approx(before[key], rel=1e-9), key
   # Its interval score uses its own (t-quantile) intervals: better than
   # the Gaussian ones of the same equivalent scale.
-  gaussian_same_scale = calibration.all_figures(err, iso_fit.scale * sigma)
+  gaussian_same_scale = summary.summarize(err, iso_fit.scale * sigma)
   assert iso['interval_score'] < gaussian_same_scale['interval_score']
 
 
@@ -109,7 +111,7 @@ def test_reusing_the_raw_ranking_figures_changes_nothing(method):
   err, sigma = sample(10, n=20_000, dist='t')
   full = rc.figures(fitted, err, sigma)
   fast = rc.figures(fitted, err, sigma,
-                    before=calibration.all_figures(err, sigma))
+                    before=summary.summarize(err, sigma))
   assert set(fast) == set(full)
   for key, value in full.items():
     assert fast[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
@@ -129,7 +131,8 @@ def test_interval_score_with_explicit_bounds_equals_a_direct_sum():
 
 
 def test_fit_channels_round_trips_through_the_workdir(tmp_path):
-  pairs = {'rgb': sample(7, n=5_000), 'y': sample(8, n=5_000, scale=3.0)}
+  pairs = {'rgb': Residuals.of(*sample(7, n=5_000)),
+           'y': Residuals.of(*sample(8, n=5_000, scale=3.0))}
   for method in rc.METHODS:
     recal = rc.fit_channels(method, pairs, fitted_on='held', images=['a.png'],
                             step=12, y_correlation=1.0)

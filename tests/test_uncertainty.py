@@ -263,14 +263,6 @@ def test_sparsification_uses_only_the_order_of_sigma():
   assert a.ause == pytest.approx(b.ause, abs=1e-12)
 
 
-def test_sparsification_result_reads_as_a_mapping():
-  sp = unc.sparsification_curves([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
-  assert set(sp) == {'fractions', 'model', 'oracle', 'random', 'ause',
-                     'aurg', 'ause_random', 'rmse'}
-  assert sp['model'] is sp.model and 'random' in sp
-  np.testing.assert_array_equal(sp['fractions'], unc.DEFAULT_FRACTIONS)
-
-
 def test_sparsification_plot_accepts_the_result(tmp_path):
   pytest.importorskip('matplotlib')
   from gramjax.reporting import figures  # pylint: disable=g-import-not-at-top
@@ -399,41 +391,7 @@ def test_spearman_matches_scipy_with_ties():
 
 
 # --------------------------------------------------------------------------
-# summarize and y_channel.
-
-
-def test_summarize_keys_and_values():
-  err, sigma = calibrated_sample(20_000, seed=11)
-  s = unc.summarize(err, sigma)
-  assert list(s) == ['nll', 'rmse', 'mean_sigma', 'rms_sigma', 'ause', 'aurg',
-                     'ause_random', 'auce', 'coverage_50', 'coverage_80',
-                     'coverage_90', 'coverage_95', 'spearman']
-  assert all(type(v) is float for v in s.values())
-  sp = unc.sparsification_curves(err, sigma)
-  assert s['nll'] == unc.gaussian_nll(err, sigma)
-  assert s['rmse'] == pytest.approx(math.sqrt(np.mean(err**2)), rel=1e-14)
-  assert s['mean_sigma'] == pytest.approx(np.mean(sigma), rel=1e-14)
-  assert s['rms_sigma'] == pytest.approx(math.sqrt(np.mean(sigma**2)),
-                                         rel=1e-14)
-  assert (s['ause'], s['aurg'], s['ause_random']) == (sp.ause, sp.aurg,
-                                                      sp.ause_random)
-  assert s['auce'] == unc.auce(err, sigma)
-  cov = unc.coverage(err, sigma)
-  assert [s[f'coverage_{k}'] for k in (50, 80, 90, 95)] == list(cov.values())
-  assert s['spearman'] == ranking.spearman(sigma, np.abs(err))
-  s = unc.summarize(err, sigma, levels=(0.995, 0.683))
-  assert 'coverage_99.5' in s and 'coverage_68.3' in s
-  assert 'coverage_95' not in s
-
-
-def test_summarize_on_images_and_constant_sigma():
-  err, sigma = calibrated_sample(4 * 5 * 3, seed=12)
-  flat = unc.summarize(err, sigma)
-  img = unc.summarize(err.reshape(4, 5, 3), sigma.reshape(4, 5, 3))
-  assert img == flat
-  s = unc.summarize(err, 2.0)
-  assert math.isnan(s['spearman'])
-  assert s['aurg'] == pytest.approx(0.0, abs=1e-14)
+# y_channel.
 
 
 def test_y_channel_known_colours_and_variances():

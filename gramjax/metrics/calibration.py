@@ -3,7 +3,7 @@
 
 Inputs as in ``gramjax.metrics.uncertainty``: ``err = y - mu`` and ``sigma > 0``
 broadcast to one shape, all elements pooled, the same units (grey levels
-here). The definitions are uncertainty-toolbox's (Chung et al. 2021,
+here), or one ``gramjax.metrics.residuals.Residuals`` for both. The definitions are uncertainty-toolbox's (Chung et al. 2021,
 ``uncertainty_toolbox.metrics_calibration`` with its defaults: central
 intervals, 100 expected proportions 0, 1/99, ..., 1) unless said otherwise:
 
@@ -30,23 +30,20 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from gramjax.metrics import uncertainty
+from gramjax.metrics.residuals import Residuals
 from gramjax.metrics.uncertainty import coverage_sorted
-from gramjax.metrics.pairs import flat_pair
-from gramjax.metrics.uncertainty import sorted_ratio
 
 NUM_PROPORTIONS = 100           # uncertainty-toolbox's num_bins.
 INTERVAL_LEVELS = np.linspace(0.01, 0.99, 99)   # Its interval_score's ps.
 UCE_BINS = 15                   # Laves et al.'s default.
 
 
-def proportions(err, sigma, num: int = NUM_PROPORTIONS
+def proportions(err, sigma=None, num: int = NUM_PROPORTIONS
                 ) -> tuple[np.ndarray, np.ndarray]:
   """(expected, observed), each (num,): expected = linspace(0, 1, num), the
   levels of the central intervals; observed = the share of pixels with
   |err| <= z(p) sigma (bounds included; z(1) = inf)."""
-  err, sigma = flat_pair(err, sigma, positive=True)
-  return proportions_sorted(sorted_ratio(err, sigma), num)
+  return proportions_sorted(Residuals.of(err, sigma).sorted_ratio, num)
 
 
 def proportions_sorted(ratio: np.ndarray, num: int = NUM_PROPORTIONS
@@ -65,13 +62,13 @@ def curve_errors(ratio: np.ndarray) -> dict[str, float]:
           'miscal_area': area_between(expected, diff)}
 
 
-def mace(err, sigma, num: int = NUM_PROPORTIONS) -> float:
+def mace(err, sigma=None, num: int = NUM_PROPORTIONS) -> float:
   """Mean absolute calibration error (module doc)."""
   expected, observed = proportions(err, sigma, num)
   return float(np.mean(np.abs(observed - expected)))
 
 
-def rmsce(err, sigma, num: int = NUM_PROPORTIONS) -> float:
+def rmsce(err, sigma=None, num: int = NUM_PROPORTIONS) -> float:
   """Root mean squared calibration error (module doc)."""
   expected, observed = proportions(err, sigma, num)
   return float(np.sqrt(np.mean((observed - expected) ** 2)))
@@ -88,19 +85,21 @@ def area_between(x: np.ndarray, d: np.ndarray) -> float:
   return float(np.sum(np.where(cross, triangles, trapezoid)))
 
 
-def miscal_area(err, sigma, num: int = NUM_PROPORTIONS) -> float:
+def miscal_area(err, sigma=None, num: int = NUM_PROPORTIONS) -> float:
   """Miscalibration area (module doc)."""
   expected, observed = proportions(err, sigma, num)
   return area_between(expected, observed - expected)
 
 
 def sharpness(sigma) -> float:
-  """sqrt(mean(sigma^2)), units of sigma."""
-  _, sigma = flat_pair(0.0, sigma, positive=True)
+  """sqrt(mean(sigma^2)), units of sigma (an array, or a ``Residuals``'s)."""
+  res = (sigma if isinstance(sigma, Residuals)
+         else Residuals.of(0.0, sigma))
+  sigma = Residuals.of(res).sigma
   return float(np.sqrt(np.mean(sigma * sigma)))
 
 
-def interval_score(err, sigma, levels=INTERVAL_LEVELS, bounds=None) -> float:
+def interval_score(err, sigma=None, levels=INTERVAL_LEVELS, bounds=None) -> float:
   """Mean interval score of the central intervals (module doc).
 
   ``bounds``: (lower, upper), each (len(levels),), the interval of level p
@@ -109,7 +108,8 @@ def interval_score(err, sigma, levels=INTERVAL_LEVELS, bounds=None) -> float:
   ordered by t = err / sigma, those below the interval have t < lower, and
   their summed distance sum(lower sigma - err) comes from prefix sums of
   sigma and err (likewise above)."""
-  err, sigma = flat_pair(err, sigma, positive=True)
+  res = Residuals.of(err, sigma)
+  err, sigma = res.err, res.sigma
   levels = np.asarray(levels, np.float64)
   if bounds is None:
     z = special.ndtri(0.5 + levels / 2.0)
@@ -129,30 +129,14 @@ def interval_score(err, sigma, levels=INTERVAL_LEVELS, bounds=None) -> float:
   return float(np.mean(scores))
 
 
-def uce(err, sigma, bins: int = UCE_BINS) -> float:
+def uce(err, sigma=None, bins: int = UCE_BINS) -> float:
   """Uncertainty calibration error (module doc), grey levels^2."""
-  err, sigma = flat_pair(err, sigma, positive=True)
-  var, sq = sigma * sigma, err * err
+  res = Residuals.of(err, sigma)
+  var, sq = res.sigma * res.sigma, res.squared
   lo, hi = var.min(), var.max()
   if hi == lo:
     return float(abs(sq.mean() - var.mean()))
   index = np.minimum(((var - lo) / (hi - lo) * bins).astype(np.int64),
                      bins - 1)
   gap = np.abs(np.bincount(index, sq, bins) - np.bincount(index, var, bins))
-  return float(np.sum(gap) / err.size)
-
-
-def summarize(err, sigma) -> dict[str, float]:
-  """The module's metrics as one flat dict of floats: mace, rmsce,
-  miscal_area, sharpness, interval_score, uce."""
-  err, sigma = flat_pair(err, sigma, positive=True)
-  return {**curve_errors(sorted_ratio(err, sigma)),
-          'sharpness': sharpness(sigma),
-          'interval_score': interval_score(err, sigma),
-          'uce': uce(err, sigma)}
-
-
-def all_figures(err, sigma) -> dict[str, float]:
-  """Every uncertainty figure of one channel space: ours
-  (``uncertainty.summarize``) and the field's (``summarize``)."""
-  return {**uncertainty.summarize(err, sigma), **summarize(err, sigma)}
+  return float(np.sum(gap) / res.n)

@@ -7,7 +7,7 @@ import math
 
 from scipy import stats
 
-from gramjax.metrics.pairs import flat_pair
+from gramjax.metrics.residuals import flat_pair
 
 
 def spearman(sigma, abs_err) -> float:

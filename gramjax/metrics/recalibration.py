@@ -39,10 +39,12 @@ from typing import Mapping
 import numpy as np
 from scipy import special
 
-from gramjax.metrics import calibration
 from gramjax.core import files
-from gramjax.metrics import uncertainty
 from gramjax.core.errors import UserError
+from gramjax.metrics import calibration
+from gramjax.metrics import summary
+from gramjax.metrics import uncertainty
+from gramjax.metrics.residuals import Residuals
 
 METHODS = ('sigma_scaling', 'isotonic')
 QUANTILE_KNOTS = 1001
@@ -62,18 +64,14 @@ class ChannelFit:
   quantiles: tuple[float, ...] = ()
 
 
-def standardized(err, sigma) -> np.ndarray:
-  """t = err / sigma, float64 (n,), validated as ``uncertainty`` does."""
-  err, sigma = uncertainty.flat_pair(err, sigma, positive=True)
-  return err / sigma
-
-
-def fit(method: str, err, sigma) -> ChannelFit:
-  """Fits ``method`` (``METHODS``) on pooled ``err`` and ``sigma``."""
+def fit(method: str, err, sigma=None) -> ChannelFit:
+  """Fits ``method`` (``METHODS``) on pooled ``err`` and ``sigma`` (or one
+  ``Residuals``)."""
   if method not in METHODS:
     raise ValueError(f'unknown recalibration method {method!r}; use one of '
                      f'{", ".join(METHODS)}')
-  t = standardized(err, sigma)
+  res = Residuals.of(err, sigma)
+  t = res.err / res.sigma
   scale = float(math.sqrt(np.mean(t * t)))
   if method == 'sigma_scaling':
     return ChannelFit(scale)
@@ -99,62 +97,42 @@ def quantile(fitted: ChannelFit, p) -> np.ndarray:
   return np.interp(p, np.linspace(0.0, 1.0, q.size), q)
 
 
-def sorted_ratio(fitted: ChannelFit, err: np.ndarray, sigma: np.ndarray
-                 ) -> np.ndarray:
-  """What every central-interval figure depends on, for the recalibrated
-  model: the sorted |Phi^-1(cdf)| (a pixel lies in the central p-interval
-  iff it is <= z(p)); |t| / s for sigma scaling."""
+def sorted_ratio_after(fitted: ChannelFit, res: Residuals) -> np.ndarray:
+  """``Residuals.sorted_ratio`` of the recalibrated model: the sorted
+  |Phi^-1(cdf)| (a pixel lies in the central p-interval iff it is <=
+  z(p)); |t| / s for sigma scaling."""
   if not fitted.quantiles:
-    return uncertainty.sorted_ratio(err, fitted.scale * sigma)
-  return np.sort(np.abs(special.ndtri(cdf(fitted, err / sigma))))
+    return res.scaled(fitted.scale).sorted_ratio
+  return np.sort(np.abs(special.ndtri(cdf(fitted, res.err / res.sigma))))
 
 
-def calibration_curve(fitted: ChannelFit, err, sigma
-                      ) -> uncertainty.CalibrationCurve:
+def calibration_curve_after(fitted: ChannelFit, err, sigma=None
+                            ) -> uncertainty.CalibrationCurve:
   """The recalibrated model's reliability curve (as
-  ``uncertainty.calibration_curve``)."""
-  err, sigma = uncertainty.flat_pair(err, sigma, positive=True)
+  ``uncertainty.calibration_curve`` of the raw one)."""
   return uncertainty.calibration_from_sorted(
-      sorted_ratio(fitted, err, sigma))
+      sorted_ratio_after(fitted, Residuals.of(err, sigma)))
 
 
-# The figures that only the order of sigma (or the error alone) decides:
-# no recalibration moves them.
-RANKING_KEYS = ('rmse', 'ause', 'aurg', 'ause_random', 'spearman')
+def figures(fitted: ChannelFit, err, sigma=None,
+            before: Mapping | None = None) -> dict[str, float]:
+  """``summary.summarize`` of the recalibrated model (module doc).
 
-
-def figures(fitted: ChannelFit, err, sigma, before: Mapping | None = None
-            ) -> dict[str, float]:
-  """``calibration.all_figures`` of the recalibrated model (module doc).
-
-  ``before``: the raw model's ``all_figures`` of the same values, whose
-  ``RANKING_KEYS`` are then reused instead of recomputed (the sorts and
-  ranks behind them are most of the cost)."""
-  err, sigma = uncertainty.flat_pair(err, sigma, positive=True)
-  scaled = fitted.scale * sigma
-  if before is None:
-    out = calibration.all_figures(err, scaled)
-  else:
-    ratio = uncertainty.sorted_ratio(err, scaled)
-    out = {'nll': uncertainty.gaussian_nll(err, scaled),
-           'mean_sigma': float(np.mean(scaled)),
-           'rms_sigma': calibration.sharpness(scaled),
-           **{k: before[k] for k in RANKING_KEYS},
-           **uncertainty.interval_figures(ratio),
-           **calibration.curve_errors(ratio),
-           'sharpness': calibration.sharpness(scaled),
-           'interval_score': calibration.interval_score(err, scaled),
-           'uce': calibration.uce(err, scaled)}
+  ``before``: the raw model's figures of the same values, whose ranking
+  figures are then reused instead of recomputed (recalibration keeps the
+  order of sigma; the sorts and ranks behind them are most of the cost)."""
+  res = Residuals.of(err, sigma)
+  out = summary.summarize(res.scaled(fitted.scale), ranking_of=before)
   if not fitted.quantiles:
     return out
-  ratio = sorted_ratio(fitted, err, sigma)
+  ratio = sorted_ratio_after(fitted, res)
   out.update(uncertainty.interval_figures(ratio))
   out.update(calibration.curve_errors(ratio))
   levels = calibration.INTERVAL_LEVELS
   bounds = (quantile(fitted, 0.5 - levels / 2),
             quantile(fitted, 0.5 + levels / 2))
-  out['interval_score'] = calibration.interval_score(err, sigma, levels,
-                                                     bounds)
+  out['interval_score'] = calibration.interval_score(res, levels=levels,
+                                                     bounds=bounds)
   out['nll'] = math.nan
   return out
 
@@ -210,12 +188,13 @@ class Recalibration:
                float(d['y_correlation']), values)
 
 
-def fit_channels(method: str, pairs: Mapping[str, tuple], *, fitted_on: str,
-                 images, step: int, y_correlation: float) -> Recalibration:
-  """Fits ``method`` on each channel space's pooled (err, sigma)."""
+def fit_channels(method: str, pooled: Mapping[str, Residuals], *,
+                 fitted_on: str, images, step: int, y_correlation: float
+                 ) -> Recalibration:
+  """Fits ``method`` on each channel space's pooled ``Residuals``."""
   return Recalibration(method, fitted_on, tuple(images), int(step),
                        float(y_correlation),
-                       {c: fit(method, *pairs[c]) for c in CHANNEL_SPACES})
+                       {c: fit(method, pooled[c]) for c in CHANNEL_SPACES})
 
 
 def path_in(workdir: str | os.PathLike) -> pathlib.Path:

@@ -5,16 +5,17 @@ sigma^2``; these metrics judge sigma against the error ``err = y - mu``:
 ``gaussian_nll`` (likelihood), ``sparsification_curves`` / ``ause`` (does
 sigma *rank* the errors? Ilg et al., ECCV 2018), ``coverage`` and
 ``calibration_curve`` / ``auce`` (are its *values* right? Gustafsson et
-al., CVPRW 2020), ``spearman`` (rank correlation with |err|) and
-``summarize`` (all of them as one dict of floats); ``y_channel`` maps RGB
-means and variances to BT.601 luma under an assumed correlation of the
-channel errors, which ``channel_correlation`` measures.
+al., CVPRW 2020); ``gramjax.metrics.summary.summarize`` gives all of them
+(and the calibration literature's, ``gramjax.metrics.calibration``) as one
+dict of floats.
 
 Conventions shared by every function:
 
 * ``err`` and ``sigma`` broadcast to one shape (a scalar sigma is a
   constant one) and all elements are pooled; average per-image results
-  yourself for per-image means.
+  yourself for per-image means. A ``gramjax.metrics.residuals.Residuals``
+  may stand for both (``f(residuals)``): validated once, its sorts shared
+  by every figure computed from it.
 * They share units; the project passes grey levels ([0, 255]: [0, 1]
   values times 255, variances times 255**2). Only ``gaussian_nll`` and the
   ``rmse`` / sigma statistics of ``summarize`` depend on the units.
@@ -24,22 +25,20 @@ Conventions shared by every function:
   (sigma, sigma^2 or log sigma^2 agree up to float rounding).
 * Float64 and O(n log n): one sort per ordering, then cumulative sums /
   ``searchsorted``. On a 2-core CPU, 4 million pixels take about 1.5 s for
-  the sparsification curves and 3 to 5 s for ``summarize`` (five sorts).
+  the sparsification curves.
 """
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import math
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy import integrate
 from scipy import special
 
-from gramjax.metrics import ranking
-from gramjax.metrics.pairs import flat_pair
+from gramjax.metrics.residuals import Residuals
 
 
 # Default central-interval levels of ``coverage`` / ``summarize``.
@@ -77,7 +76,7 @@ def central_z(level):
   return float(z) if np.ndim(z) == 0 else z
 
 
-def gaussian_nll(err, sigma) -> float:
+def gaussian_nll(err, sigma=None) -> float:
   """Mean Gaussian negative log-likelihood, in nats per pixel.
 
   ``NLL = 0.5 log(2 pi sigma^2) + err^2 / (2 sigma^2)``, the density of
@@ -91,36 +90,14 @@ def gaussian_nll(err, sigma) -> float:
     err: target minus predicted mean, y - mu (array-like).
     sigma: predicted standard deviation, > 0, same units, broadcastable.
   """
-  err, sigma = flat_pair(err, sigma, positive=True)
-  r = err / sigma
-  return float(_HALF_LOG_2PI + np.mean(np.log(sigma)) + 0.5 * np.mean(r * r))
-
-
-class _MappingDataclass(collections.abc.Mapping):
-  """Lets a result dataclass also be read as ``result['field']`` (as
-  ``gramjax.reporting.figures`` does). Equality is identity: for array fields the
-  Mapping value comparison would be ambiguous."""
-
-  __eq__ = object.__eq__
-  __hash__ = object.__hash__
-
-  def __getitem__(self, key: str):
-    if key not in self._keys():
-      raise KeyError(key)
-    return getattr(self, key)
-
-  def __iter__(self) -> Iterator[str]:
-    return iter(self._keys())
-
-  def __len__(self) -> int:
-    return len(self._keys())
-
-  def _keys(self) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(self))
+  res = Residuals.of(err, sigma)
+  r = res.err / res.sigma
+  return float(_HALF_LOG_2PI + np.mean(np.log(res.sigma))
+               + 0.5 * np.mean(r * r))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Sparsification(_MappingDataclass):
+class Sparsification:
   """Sparsification curves; see ``sparsification_curves``.
 
   Attributes:
@@ -164,7 +141,7 @@ def _kept_sums(sq_desc: np.ndarray, score_desc: np.ndarray,
   return np.interp(ks, bounds, suffix[bounds]), float(suffix[0])
 
 
-def sparsification_curves(err, sigma,
+def sparsification_curves(err, sigma=None,
                           fractions: Sequence[float] | np.ndarray | None = None
                           ) -> Sparsification:
   """Sparsification curves and AUSE (RMSE-based; Ilg et al., ECCV 2018), and
@@ -191,30 +168,30 @@ def sparsification_curves(err, sigma,
     fractions: nondecreasing fractions in [0, 1); default 0, 0.01, .., 0.99.
 
   Returns:
-    A ``Sparsification`` (also readable as a mapping).
+    A ``Sparsification``.
   """
-  err, sigma = flat_pair(err, sigma, positive=False)
+  res = Residuals.of(err, sigma, positive=False)
   fr = np.asarray(DEFAULT_FRACTIONS if fractions is None else fractions,
                   np.float64).ravel()
   if fr.size == 0 or not np.all((fr >= 0) & (fr < 1)):
     raise ValueError(f'fractions must be a non-empty list in [0, 1), got {fr}')
   if np.any(np.diff(fr) < 0):
     raise ValueError('fractions must be nondecreasing')
-  n = err.size
+  n = res.n
   ks = np.minimum(np.floor(np.round(fr * n, 6)), n - 1).astype(np.int64)
   kept = (n - ks).astype(np.float64)
-  sq = err * err
   # Stable descending sort of sigma; ties are averaged, so the storage order
   # only affects the float summation order.
-  order = np.argsort(-sigma, kind='stable')
-  model_sum, total_model = _kept_sums(sq[order], sigma[order], ks)
-  sq_desc = np.sort(sq)[::-1]  # Oracle: decreasing |err|.
+  order = res.sigma_order
+  model_sum, total_model = _kept_sums(res.squared[order], res.sigma[order],
+                                      ks)
+  sq_desc = res.squared_descending  # Oracle: decreasing |err|.
   oracle_sum, total_oracle = _kept_sums(sq_desc, sq_desc, ks)
   with np.errstate(divide='ignore', invalid='ignore'):
     # Each curve over its own value at k = 0, so it is exactly 1 there.
     model = np.sqrt(model_sum / kept / (total_model / n))
     oracle = np.sqrt(oracle_sum / kept / (total_oracle / n))
-  rmse = float(np.sqrt(np.mean(sq)))
+  rmse = float(np.sqrt(np.mean(res.squared)))
   random = np.full_like(fr, np.nan if rmse == 0 else 1.0)
   area_model = _trapezoid(model, fr)
   area_oracle = _trapezoid(oracle, fr)
@@ -225,19 +202,15 @@ def sparsification_curves(err, sigma,
       ause_random=area_random - area_oracle, rmse=rmse)
 
 
-def ause(err, sigma, fractions=None) -> float:
+def ause(err, sigma=None, fractions=None) -> float:
   """Area under the sparsification error: unit-free, >= 0, 0 when sigma
   orders pixels as |err| does; see ``sparsification_curves``."""
   return sparsification_curves(err, sigma, fractions).ause
 
 
-def sorted_ratio(err: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-  """|err| / sigma, sorted (float64 (n,) inputs)."""
-  return np.sort(np.abs(err) / sigma)
-
-
 def coverage_sorted(sorted_ratio: np.ndarray, z) -> np.ndarray:
-  """Fraction of |err| / sigma <= z (interval bounds included)."""
+  """Fraction of |err| / sigma <= z (interval bounds included), from the
+  sorted ratios (``Residuals.sorted_ratio``)."""
   return (np.searchsorted(sorted_ratio, z, side='right')
           / float(sorted_ratio.size))
 
@@ -249,7 +222,7 @@ def coverages_sorted(sorted_ratio: np.ndarray,
   return dict(zip(levels, cov.tolist()))
 
 
-def coverage(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS
+def coverage(err, sigma=None, levels: Sequence[float] = DEFAULT_LEVELS
              ) -> dict[float, float]:
   """Observed coverage of central predictive intervals.
 
@@ -261,12 +234,11 @@ def coverage(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS
   Returns:
     ``{level: fraction in [0, 1]}`` with the levels as given (floats).
   """
-  err, sigma = flat_pair(err, sigma, positive=True)
-  return coverages_sorted(sorted_ratio(err, sigma), levels)
+  return coverages_sorted(Residuals.of(err, sigma).sorted_ratio, levels)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class CalibrationCurve(_MappingDataclass):
+class CalibrationCurve:
   """Calibration (reliability) curve; see ``calibration_curve``.
 
   Attributes:
@@ -281,7 +253,7 @@ class CalibrationCurve(_MappingDataclass):
   auce: float
 
 
-def calibration_curve(err, sigma,
+def calibration_curve(err, sigma=None,
                       alphas: Sequence[float] | np.ndarray | None = None
                       ) -> CalibrationCurve:
   """Calibration curve and AUCE (Gustafsson et al., CVPRW 2020).
@@ -298,8 +270,8 @@ def calibration_curve(err, sigma,
     sigma: predicted standard deviation, > 0, same units, broadcastable.
     alphas: nondecreasing values in (0, 1); default 0.01, 0.02, ..., 0.99.
   """
-  err, sigma = flat_pair(err, sigma, positive=True)
-  return calibration_from_sorted(sorted_ratio(err, sigma), alphas)
+  return calibration_from_sorted(Residuals.of(err, sigma).sorted_ratio,
+                                 alphas)
 
 
 def calibration_from_sorted(sorted_ratio: np.ndarray,
@@ -316,44 +288,16 @@ def calibration_from_sorted(sorted_ratio: np.ndarray,
                           auce=_trapezoid(np.abs(observed - expected), a))
 
 
-def auce(err, sigma, alphas=None) -> float:
+def auce(err, sigma=None, alphas=None) -> float:
   """Area under the calibration error; 0 is perfect, at most 0.49 on the
   default alphas. See ``calibration_curve``."""
   return calibration_curve(err, sigma, alphas).auce
 
 
-def summarize(err, sigma, levels: Sequence[float] = DEFAULT_LEVELS,
-              fractions=None, alphas=None) -> dict[str, float]:
-  """All uncertainty metrics as one flat dict of Python floats.
-
-  ``err`` and ``sigma`` (> 0) in the same units (grey levels here), all
-  elements pooled. Keys, in order: ``nll`` (``gaussian_nll``); ``rmse``,
-  ``mean_sigma``, ``rms_sigma`` (units of err; rms_sigma ~ rmse if
-  calibrated); ``ause``, ``aurg``, ``ause_random`` (``Sparsification``,
-  over ``fractions``); ``auce`` (over ``alphas``); ``coverage_<100 p>`` per
-  level p (``coverage_95``, ``coverage_99.5``); ``spearman`` of sigma and
-  |err| (NaN for a constant sigma).
-  """
-  err, sigma = flat_pair(err, sigma, positive=True)
-  sp = sparsification_curves(err, sigma, fractions)
-  out = {
-      'nll': gaussian_nll(err, sigma),
-      'rmse': sp.rmse,
-      'mean_sigma': float(np.mean(sigma)),
-      'rms_sigma': float(np.sqrt(np.mean(sigma * sigma))),
-      'ause': sp.ause,
-      'aurg': sp.aurg,
-      'ause_random': sp.ause_random,
-      **interval_figures(sorted_ratio(err, sigma), levels, alphas),
-      'spearman': ranking.spearman(sigma, np.abs(err)),
-  }
-  return out
-
-
 def interval_figures(sorted_ratio: np.ndarray,
                      levels: Sequence[float] = DEFAULT_LEVELS,
                      alphas=None) -> dict[str, float]:
-  """``auce`` and ``coverage_<100 p>`` of ``summarize`` from the sorted
+  """``auce`` and ``coverage_<100 p>`` from the sorted
   |err| / sigma alone (what every central-interval figure depends on)."""
   out = {'auce': calibration_from_sorted(sorted_ratio, alphas).auce}
   for p, c in coverages_sorted(sorted_ratio, levels).items():
@@ -364,5 +308,5 @@ def interval_figures(sorted_ratio: np.ndarray,
 __all__ = [
     'DEFAULT_ALPHAS', 'DEFAULT_FRACTIONS', 'DEFAULT_LEVELS', 'CalibrationCurve',
     'Sparsification', 'auce', 'ause', 'calibration_curve', 'central_z',
-    'coverage', 'gaussian_nll', 'sparsification_curves', 'summarize',
+    'coverage', 'gaussian_nll', 'interval_figures', 'sparsification_curves',
 ]
