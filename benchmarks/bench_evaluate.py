@@ -142,7 +142,7 @@ def evaluate(path, scale, patches=None, timer=None):
     if timer is not None:
       timer.__enter__()
     start = time.perf_counter()
-    result = evaluation.evaluate_image(path, scale=scale)
+    result = evaluation.evaluate_image(path, evaluation.Protocol(scale))
     seconds = time.perf_counter() - start
   finally:
     if timer is not None:
@@ -236,7 +236,8 @@ def bench_sets(scale: int) -> None:
       print(f'  {name}: skipped (no images in {SHARED / name})')
       continue
     start = time.perf_counter()
-    results = [evaluation.evaluate_image(p, scale=scale) for p in paths]
+    results = [evaluation.evaluate_image(p, evaluation.Protocol(scale))
+               for p in paths]
     seconds = (time.perf_counter() - start) / len(paths)
     psnr = np.mean([r.psnr for r in results])
     ssim = np.mean([r.ssim for r in results])

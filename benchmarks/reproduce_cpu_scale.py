@@ -38,7 +38,8 @@ import numpy as np
 from benchmarks import study_page
 from benchmarks.study_page import fmt_s, sh
 from benchmarks.study_tables import NAMES
-from gramjax.evaluation import protocol as evaluation
+from gramjax.evaluation import folders as folders_lib
+from gramjax.evaluation.protocol import Protocol
 from gramjax.evaluation import recalibrate as recal_fit
 from gramjax.inference import predictor as inference
 from gramjax.metrics import recalibration
@@ -83,32 +84,33 @@ def train(loss: str, seed: int, workdir: pathlib.Path, args
 EVAL_VERSION = 1
 
 
-def recalibrate(predictor, folders, entries, per_image, scale) -> dict:
+def recalibrate(predictor, folders, measured, protocol) -> dict:
   """Fits each recalibration method on the images the model's training
-  held out; adds to ``entries`` the figures after it and returns the fits
-  and the reliability curves (RGB) per folder, before and after."""
+  held out; adds to each folder's entry (``measured``: its
+  ``FolderResults``) the figures after it and returns the fits and the
+  reliability curves (RGB) per folder, before and after."""
   fitted_on, images = recal_fit.calibration_images('heldout', predictor)
   recal_fit.check_disjoint(fitted_on, images, folders)
   out = {'calibration': {}, 'curves': {f.name: {} for f in folders}}
   for method in recalibration.METHODS:
     recal = recal_fit.fit_recalibration(
-        predictor, images, method=method, fitted_on=fitted_on, scale=scale,
-        y_correlation=1.0, quiet=True)
-    out['calibration'][method] = evaluation.calibration_summary(recal)
+        predictor, images, protocol, method=method, fitted_on=fitted_on,
+        quiet=True)
+    out['calibration'][method] = folders_lib.calibration_summary(recal)
     for f in folders:
-      entry, results = entries[f.name], per_image[f.name]
-      entry[f'uncertainty_{method}'] = evaluation.calibrated_entry(
-          results, recal, 1.0, entry['uncertainty']['pooled_share'],
-          before=entry['uncertainty'])
-      err, sig = evaluation.pooled(results, 'rgb')
+      folder = measured[f.name]
+      folder.entry[f'uncertainty_{method}'] = folders_lib.calibrated_entry(
+          folder, protocol, recal)
+      res = folders_lib.pooled_residuals(folder.images, 'rgb')
       curves = out['curves'][f.name]
-      curves[method] = recalibration.calibration_curve(
-          recal.values['rgb'], err, sig).observed.tolist()
+      curves[method] = recalibration.calibration_curve_after(
+          recal.values['rgb'], res).observed.tolist()
       # The raw curve, and the factor that would have calibrated this
       # folder itself.
-      curves['raw'] = recalibration.calibration_curve(
-          recalibration.ChannelFit(1.0), err, sig).observed.tolist()
-      entry['ideal_scale_rgb'] = float(np.sqrt(np.mean((err / sig)**2)))
+      curves['raw'] = recalibration.calibration_curve_after(
+          recalibration.ChannelFit(1.0), res).observed.tolist()
+      folder.entry['ideal_scale_rgb'] = float(
+          np.sqrt(np.mean((res.err / res.sigma)**2)))
   return out
 
 
@@ -128,18 +130,20 @@ def evaluate_model(workdir: pathlib.Path, folders, scale: int,
     if saved.get('key') == key:
       return saved['result']
   predictor = inference.load(workdir, step)
-  run = lambda p: evaluation.evaluate_folders(
-      folders, scale=scale, convention='standard', predictor=p, quiet=True)
+  protocol = Protocol(scale)
+  run = lambda p: folders_lib.evaluate_folders(folders, protocol, p,
+                                               quiet=True)
   try:
-    entries, per_image = run(predictor)
-    result = {'folders': entries, 'curves': {}}
+    measured = run(predictor)
+    result = {'folders': folders_lib.entries(measured), 'curves': {}}
   except ValueError as e:
     # The uncertainty metrics refuse a sigma that is not finite and > 0
     # (a diverged variance head): measure the mean alone.
-    entries, _ = run(predictor.without_uncertainty())
-    result = {'folders': entries, 'curves': {}, 'uncertainty_error': str(e)}
+    result = {'folders': folders_lib.entries(
+        run(predictor.without_uncertainty())), 'curves': {},
+              'uncertainty_error': str(e)}
   if 'uncertainty_error' not in result and predictor.predicts_uncertainty:
-    result.update(recalibrate(predictor, folders, entries, per_image, scale))
+    result.update(recalibrate(predictor, folders, measured, protocol))
   cache.write_text(json.dumps({'key': key, 'result': result}))
   return result
 
@@ -216,10 +220,10 @@ def main():
                     lambda l, s: train(l, s, workdir(l, s), args))
   if args.train_only:
     return
-  folders = evaluation.resolve_folders(args.data)
+  folders = folders_lib.resolve_folders(args.data)
   scale = config.model.scale
-  results = {'bicubic': evaluation.evaluate_folders(
-      folders, scale=scale, convention='standard', quiet=True)[0]}
+  results = {'bicubic': folders_lib.entries(folders_lib.evaluate_folders(
+      folders, Protocol(scale), quiet=True))}
   eval_start = time.time()
   evaluated, _ = each(jobs, 'evaluating', lambda l, s: evaluate_model(
       workdir(l, s), folders, scale, args.reevaluate))

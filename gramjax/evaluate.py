@@ -18,7 +18,7 @@ uncertainty, ``sigma_rgb_mean_grey``, ``sigma_rgb_median_grey``,
 ``error_channel_correlation`` and ``"uncertainty": {"y": {...}, "rgb":
 {...}, "units": ..., "y_correlation": ...}`` (Y's variance assumes channel
 errors of that correlation, ``--y_correlation``;
-``gramjax.metrics.uncertainty.summarize``: NLL, AUSE,
+``gramjax.metrics.summary.summarize``: NLL, AUSE,
 AURG, AUCE, coverage_50/80/90/95, Spearman, RMSE, mean sigma). A model
 trained with the plain MSE has none of these. ``--figures=DIR`` draws each
 folder's reliability diagram and sparsification plot.
@@ -51,9 +51,7 @@ cli.define_eval_flags()
 flags.adopt_module_key_flags(cli)
 _METHOD = flags.DEFINE_string('method', None, 'Baseline to evaluate: bicubic.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir to evaluate.')
-_STEP = flags.DEFINE_string('step', None, 'Checkpoint step: a number, or '
-                            'best (by the run\'s validation metric); default: '
-                            'latest.')
+_STEP = cli.define_step_flag()
 _JSON = flags.DEFINE_string('json', None, 'Write the folder results here.')
 _PER_IMAGE = flags.DEFINE_bool('per_image', False,
                                'Also print one row per image.')
@@ -73,7 +71,6 @@ FLAGS = flags.FLAGS
 
 def check_flags() -> None:
   """Flag combinations and values, each error naming the flag."""
-  from gramjax.metrics import quality as metrics  # pylint: disable=g-import-not-at-top
   method, workdir = _METHOD.value, _WORKDIR.value
   if method and workdir:
     raise UserError(f'--method={method} and --workdir={workdir}: give '
@@ -89,14 +86,9 @@ def check_flags() -> None:
   if _CALIBRATE_ON.value and not workdir:
     raise UserError(f'--calibrate_on={_CALIBRATE_ON.value} needs --workdir '
                     '(a model that predicts uncertainty)')
-  if FLAGS.convention not in metrics.CONVENTIONS:
-    raise UserError(f'--convention={FLAGS.convention}: use one of '
-                    f'{", ".join(metrics.CONVENTIONS)}')
-  if FLAGS.tile < 0:
-    raise UserError(f'--tile={FLAGS.tile}: must be >= 0 (0: no tiling)')
 
 
-def _recalibration(predictor, folders, scale: int):
+def _recalibration(predictor, folders, protocol):
   """The recalibration the evaluation reports: fitted on --calibrate_on
   (and stored in the workdir), else the workdir's stored one of this step
   (unless --norecalibrate); the library's errors named by these flags."""
@@ -119,9 +111,8 @@ def _recalibration(predictor, folders, scale: int):
   except UserError as e:
     raise UserError(f'--calibrate_on={fitted_on}: {e}') from e
   recal = recalibrate.fit_recalibration(
-      predictor, images, method=_CALIBRATION_METHOD.value,
-      fitted_on=fitted_on, scale=scale, convention=FLAGS.convention,
-      tile=FLAGS.tile, **cli.given_kwargs('y_correlation'))
+      predictor, images, protocol, method=_CALIBRATION_METHOD.value,
+      fitted_on=fitted_on)
   path = recalibration.save(_WORKDIR.value, recal, key='--calibrate_on')
   print(f'recalibration: {recal.describe()}; wrote {path}', file=sys.stderr)
   return recal
@@ -132,7 +123,8 @@ def _main() -> None:
   # The library is imported once the flags are good: --help and usage
   # errors answer at once, without loading JAX.
   # pylint: disable=g-import-not-at-top
-  from gramjax.evaluation import protocol as evaluation
+  from gramjax.evaluation import folders as folders_lib
+  from gramjax.evaluation.protocol import Protocol
   from gramjax.reporting import figures
   from gramjax.core import files
   from gramjax.inference import predictor as inference
@@ -140,12 +132,11 @@ def _main() -> None:
   from gramjax.reporting import table1 as reporting
   from gramjax.reporting import tables
   # pylint: enable=g-import-not-at-top
-  folders = evaluation.resolve_folders(FLAGS.data, key='--data')
-  scale, predictor, recal = cli.given('scale'), None, None
+  folders = folders_lib.resolve_folders(FLAGS.data, key='--data')
+  scale, predictor = cli.given('scale'), None
   if _WORKDIR.value:
     try:
-      predictor = inference.load(_WORKDIR.value,
-                                 inference.parse_step(_STEP.value))
+      predictor = inference.load(_WORKDIR.value, _STEP.value)
     except inference.ModelError as e:    # The library names no flags.
       raise UserError(f'--{e.what}={e.value}: {e.why}') from e
     scale = reporting.check_scale(predictor.scale, scale,
@@ -155,7 +146,6 @@ def _main() -> None:
     if _FIGURES.value and not predictor.predicts_uncertainty:
       raise UserError('--figures needs --workdir with a model that predicts '
                       'uncertainty')
-    recal = _recalibration(predictor, folders, scale)
   else:
     scale = FLAGS.scale if scale is None else scale
     if scale < 2:
@@ -164,22 +154,26 @@ def _main() -> None:
     if _FIGURES.value:
       raise UserError('--figures needs --workdir with a model that predicts '
                       'uncertainty')
-  entries, per_image = evaluation.evaluate_folders(
-      folders, scale=scale, convention=FLAGS.convention, predictor=predictor,
-      tile=FLAGS.tile, recal=recal,
-      **cli.given_kwargs('y_correlation', 'aggregation'))
+  # The flags not given leave the library's defaults.
+  protocol = Protocol(scale, FLAGS.convention, FLAGS.tile,
+                      **cli.given_kwargs('y_correlation', 'aggregation'))
+  if predictor is not None:
+    protocol = protocol.with_recalibration(
+        _recalibration(predictor, folders, protocol))
+  results = folders_lib.evaluate_folders(folders, protocol, predictor)
+  entries = folders_lib.entries(results)
   caption = metrics.get_convention(FLAGS.convention).describe(scale)
-  print(tables.format_table(entries, title=title, caption=caption,
-                            per_image=per_image if _PER_IMAGE.value
-                            else None))
+  print(tables.format_table(
+      entries, title=title, caption=caption,
+      per_image={n: r.images for n, r in results.items()}
+      if _PER_IMAGE.value else None))
   if _JSON.value:
     files.write_json(_JSON.value, entries, '--json')
   if _FIGURES.value:
     label = pathlib.Path(_WORKDIR.value).name or _WORKDIR.value
-    for folder, results in per_image.items():
-      for _, path in figures.folder_plots({label: results}, folder,
-                                          _FIGURES.value,
-                                          FLAGS.aggregation):
+    for folder, result in results.items():
+      for _, path in figures.folder_plots({label: result}, folder,
+                                          _FIGURES.value):
         print(f'wrote {path}', file=sys.stderr)
 
 

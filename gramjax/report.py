@@ -69,9 +69,8 @@ def _main() -> None:
   # The library is imported once the flags are parsed: --help and usage
   # errors answer at once, without loading JAX.
   # pylint: disable=g-import-not-at-top
-  from gramjax.evaluation import protocol as evaluation
+  from gramjax.evaluation import folders as folders_lib
   from gramjax.core import files
-  from gramjax.metrics import quality as metrics
   from gramjax.reporting import table1 as reporting
   # pylint: enable=g-import-not-at-top
   models = parse_models(_MODELS.value)
@@ -79,18 +78,13 @@ def _main() -> None:
   if baseline not in models:
     raise UserError(f'--baseline={baseline}: not one of --models '
                     f'({", ".join(models)})')
-  if FLAGS.convention not in metrics.CONVENTIONS:
-    raise UserError(f'--convention={FLAGS.convention}: use one of '
-                    f'{", ".join(metrics.CONVENTIONS)}')
-  if FLAGS.tile < 0:
-    raise UserError(f'--tile={FLAGS.tile}: must be >= 0 (0: no tiling)')
   if not _OUT.value:
     raise UserError('--out is required: the markdown file to write')
   out = pathlib.Path(os.path.expanduser(_OUT.value))
   if out.suffix.lower() == '.json':
     raise UserError(f'--out={out}: give the markdown file (e.g. table.md); '
                     'the JSON is written beside it')
-  folders = evaluation.resolve_folders(FLAGS.data, key='--data')
+  folders = folders_lib.resolve_folders(FLAGS.data, key='--data')
   figures_dir = None if _NO_FIGURES.value else (
       out.parent / f'{out.stem}_figures')
   table, columns = reporting.build_report(

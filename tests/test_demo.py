@@ -10,7 +10,6 @@ pictures").
 """
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
@@ -18,7 +17,8 @@ from PIL import Image
 
 from configs import demo as demo_config
 from gramjax import data as data_lib
-from gramjax.evaluation import protocol as evaluation
+from gramjax.evaluation import folders as folders_lib
+from gramjax.evaluation.protocol import Protocol
 from gramjax.inference import predictor as inference
 from gramjax.core import pixels
 from tests.conftest import shared_data
@@ -172,10 +172,11 @@ def test_demo_beats_bicubic_on_its_held_out_photo(demo):
 @pytest.mark.slow
 def test_demo_beats_bicubic_on_set5(demo):
   config, workdir = demo
-  folders = evaluation.resolve_folders(str(shared_data('Set5')))
-  kw = dict(scale=config.model.scale, convention='standard', quiet=True)
-  ours, _ = evaluation.evaluate_folders(
-      folders, predictor=inference.load(workdir), **kw)
-  bicubic, _ = evaluation.evaluate_folders(folders, **kw)
+  folders = folders_lib.resolve_folders(str(shared_data('Set5')))
+  protocol = Protocol(config.model.scale)
+  ours = folders_lib.entries(folders_lib.evaluate_folders(
+      folders, protocol, inference.load(workdir), quiet=True))
+  bicubic = folders_lib.entries(folders_lib.evaluate_folders(
+      folders, protocol, quiet=True))
   name = folders[0].name
   assert ours[name]['psnr'] > bicubic[name]['psnr'], (ours, bicubic)

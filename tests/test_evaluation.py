@@ -3,6 +3,7 @@ report commands): bicubic reproduces the paper's Table I numbers on Set5/Set14,
 trained workdirs evaluate with uncertainty summaries, the report writes the
 table, and bad input is one clear line with exit status 2."""
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -15,9 +16,11 @@ import pytest
 from PIL import Image
 
 from configs import demo as demo_config
-from gramjax.metrics import calibration
+from gramjax.metrics import summary
 from gramjax import data as data_lib
+from gramjax.evaluation import folders as folders_lib
 from gramjax.evaluation import protocol as evaluation
+from gramjax.evaluation.protocol import Protocol
 from gramjax.evaluation import recalibrate
 from gramjax.core import imresize
 from gramjax.inference import predictor as inference
@@ -109,7 +112,7 @@ def test_greyscale_file_is_measured_on_grey_values(tmp_path):
   path = tmp_path / 'grey.png'
   Image.fromarray(g).save(path)
   assert Image.open(path).mode == 'L'
-  result = evaluation.evaluate_image(path, scale=4)
+  result = evaluation.evaluate_image(path, Protocol(4))
   assert result.grey
   # Independently: grey HR -> MATLAB bicubic LR (uint8) -> bicubic x4.
   hr = g.astype(np.float64)
@@ -124,7 +127,7 @@ def test_greyscale_file_is_measured_on_grey_values(tmp_path):
   assert abs(on_y - result.psnr) > 0.5
   # The same pixels saved as RGB are measured on Y (the file decides).
   Image.fromarray(np.repeat(g[..., None], 3, -1)).save(tmp_path / 'rgb.png')
-  rgb = evaluation.evaluate_image(tmp_path / 'rgb.png', scale=4)
+  rgb = evaluation.evaluate_image(tmp_path / 'rgb.png', Protocol(4))
   assert not rgb.grey and rgb.psnr == pytest.approx(on_y, abs=1e-9)
 
 
@@ -193,7 +196,7 @@ def test_clashing_folder_names_get_their_parent(tmp_path, folders):
   for parent in ('A', 'B'):
     (tmp_path / parent).mkdir()
     (tmp_path / parent / 'HR').symlink_to(eval_dir)
-  found = evaluation.resolve_folders(f'{tmp_path}/A/HR,{tmp_path}/B/HR')
+  found = folders_lib.resolve_folders(f'{tmp_path}/A/HR,{tmp_path}/B/HR')
   assert [f.name for f in found] == ['A/HR', 'B/HR']
   assert [len(f.images) for f in found] == [2, 2]
 
@@ -255,9 +258,8 @@ def test_y_correlation_changes_only_the_y_figures(workdir, folders):
   coverage; the RGB figures do not depend on the assumption."""
   _, eval_dir = folders
   predictor = inference.load(workdir)
-  got = {rho: evaluation.evaluate_image(eval_dir / 'a.png', scale=4,
-                                        predictor=predictor,
-                                        y_correlation=rho)
+  got = {rho: evaluation.evaluate_image(
+      eval_dir / 'a.png', Protocol(4, y_correlation=rho), predictor)
          for rho in (1.0, 0.0)}
   assert got[1.0].quality['rgb'] == got[0.0].quality['rgb']
   full, none = got[1.0].quality['y'], got[0.0].quality['y']
@@ -272,7 +274,7 @@ def test_pipeline_by_hand(workdir, folders):
   _, eval_dir = folders
   predictor = inference.load(workdir)
   path = eval_dir / 'a.png'
-  got = evaluation.evaluate_image(path, scale=4, predictor=predictor, tile=8)
+  got = evaluation.evaluate_image(path, Protocol(4, tile=8), predictor)
   hr = data_lib.load_image(path)[:52, :60]
   lr = np.clip(np.round(imresize.imresize(hr / 255, 0.25) * 255), 0, 255)
   # The same tiles as evaluate_image: an untiled pass may differ by float
@@ -389,8 +391,9 @@ def test_mse_models_report_no_uncertainty():
   assert not predicts(types.SimpleNamespace(config=c, mean_only=True))
   c.loss.name = 'mse'
   assert not predicts(types.SimpleNamespace(config=c, mean_only=False))
-  entry = evaluation.summarize(
-      [evaluation.ImageResult('a.png', 30.0, 0.9, False)], 'standard', step=7)
+  entry, curves = folders_lib.folder_entry(
+      [evaluation.ImageResult('a.png', 30.0, 0.9, False)], Protocol(4), step=7)
+  assert curves is None
   assert entry == {'psnr': 30.0, 'ssim': 0.9, 'images': 1,
                    'convention': 'standard', 'step': 7}
 
@@ -402,14 +405,26 @@ def test_pooled_and_per_image_aggregation(workdir, folders, monkeypatch):
   is the pixel-weighted root mean square of the images' RMSEs, which the
   per-image mean is not; every entry names its aggregation."""
   _, eval_dir = folders
-  folder = evaluation.resolve_folders(str(eval_dir))[0]
+  folder = folders_lib.resolve_folders(str(eval_dir))[0]
   predictor = inference.load(workdir)
-  kw = dict(scale=4, convention='standard', predictor=predictor, tile=0,
-            quiet=True)
-  pooled, results = evaluation.evaluate_folder(folder, **kw)
+  protocol = Protocol(4, tile=0)
+  measured = folders_lib.evaluate_folder(folder, protocol, predictor,
+                                         quiet=True)
+  pooled, results = measured.entry, measured.images
   assert all(r.quality == {} for r in results)   # Not needed when pooled.
-  per_image, image_results = evaluation.evaluate_folder(
-      folder, aggregation='per_image', **kw)
+  by_image = folders_lib.evaluate_folder(
+      folder, dataclasses.replace(protocol, aggregation='per_image'),
+      predictor, quiet=True)
+  per_image, image_results = by_image.entry, by_image.images
+  # Curves of the pooled pixels, or the mean of the images' curves.
+  pooled_y = folders_lib.pooled_residuals(results, 'y')
+  np.testing.assert_array_equal(
+      measured.curves.sparsification.model,
+      uncertainty.sparsification_curves(pooled_y).model)
+  np.testing.assert_allclose(
+      by_image.curves.calibration.observed,
+      np.mean([r.curves['y'].calibration.observed for r in image_results],
+              axis=0))
   assert pooled['uncertainty']['aggregation'] == 'pooled'
   assert pooled['uncertainty']['pooled_share'] == 1.0
   assert per_image['uncertainty']['aggregation'] == 'per_image'
@@ -422,9 +437,12 @@ def test_pooled_and_per_image_aggregation(workdir, folders, monkeypatch):
       np.mean(rmses))
   assert pooled['uncertainty']['rgb']['mace'] >= 0
   # Above POOL_VALUES every image gives the same share of its values.
-  monkeypatch.setattr(evaluation, 'POOL_VALUES', sum(sizes) // 4)
-  capped, results = evaluation.evaluate_folder(folder, **kw)
-  share = capped['uncertainty']['pooled_share']
+  monkeypatch.setattr(folders_lib, 'POOL_VALUES', sum(sizes) // 4)
+  capped = folders_lib.evaluate_folder(folder, protocol, predictor,
+                                       quiet=True)
+  results = capped.images
+  share = capped.entry['uncertainty']['pooled_share']
+  assert capped.pool_rate == share
   files = sum(np.prod(Image.open(p).size) * 3 for p in folder.images)
   assert share == pytest.approx((sum(sizes) // 4) / files)  # Header sizes.
   assert share < 0.25
@@ -434,8 +452,7 @@ def test_pooled_and_per_image_aggregation(workdir, folders, monkeypatch):
 
 def test_undefined_metrics_are_counted_not_dropped_silently(caplog):
   def result(name, err, sigma):
-    q = {**uncertainty.summarize(err, sigma),
-         **calibration.summarize(err, sigma)}
+    q = summary.summarize(err, sigma)
     return evaluation.ImageResult(
         name, 30.0, 0.9, False, {'nll_grey': 1.0}, {'y': q},
         samples={'y': (err.astype(np.float32), sigma.astype(np.float32))})
@@ -443,13 +460,14 @@ def test_undefined_metrics_are_counted_not_dropped_silently(caplog):
   err = rng.normal(0, 2, 50)
   results = [result('a.png', err, np.abs(err) + 1),
              result('flat.png', err, np.full(50, 2.0))]  # Spearman: NaN.
-  entry = evaluation.summarize(results, 'standard', aggregation='per_image')
+  entry, _ = folders_lib.folder_entry(results,
+                                     Protocol(4, aggregation='per_image'))
   assert entry['uncertainty']['undefined'] == {'y/spearman': 1}
   assert entry['uncertainty']['y']['spearman'] == pytest.approx(1.0)
   assert 'y/spearman undefined on 1 of 2 images' in caplog.text
   table = tables.format_table({'F': entry}, title='t', caption='c')
   assert 'y/spearman on 1 image(s) of F' in table
-  pooled = evaluation.summarize(results, 'standard')
+  pooled, _ = folders_lib.folder_entry(results, Protocol(4))
   assert pooled['uncertainty']['undefined'] == {}
   assert math.isfinite(pooled['uncertainty']['y']['spearman'])
   assert 'pooled over all pixels' in tables.format_table(
@@ -493,12 +511,12 @@ def test_calibrate_on_stores_the_fit_and_reports_before_and_after(
   # The fitted factor, by hand from the calibration images' pooled values.
   predictor = inference.load(calibrated.workdir)
   _, eval_dir = folders
-  folder = evaluation.resolve_folders(str(calibrated.calib))[0]
-  _, results = evaluation.evaluate_folder(folder, scale=4,
-                                          convention='standard',
-                                          predictor=predictor, quiet=True)
+  folder = folders_lib.resolve_folders(str(calibrated.calib))[0]
+  results = folders_lib.evaluate_folder(folder, Protocol(4), predictor,
+                                        quiet=True).images
   for channel in ('rgb', 'y'):
-    err, sig = evaluation.pooled(results, channel)
+    res = folders_lib.pooled_residuals(results, channel)
+    err, sig = res.err, res.sigma
     assert saved['values'][channel]['scale'] == pytest.approx(
         math.sqrt(np.mean((err / sig) ** 2)), rel=1e-6)
   entry = calibrated.entry
@@ -611,7 +629,7 @@ def test_heldout_images_are_the_ones_training_left_out(folders):
   fitted_on, images = recalibrate.calibration_images('heldout', predictor)
   assert [p.name for p in images] == ['1.png', '3.png']
   assert fitted_on.startswith('heldout: 2 images of ')
-  test = evaluation.Folder('T', train_dir, [train_dir / '3.png'])
+  test = folders_lib.Folder('T', train_dir, [train_dir / '3.png'])
   with pytest.raises(UserError, match=r'recalibration images \(heldout: 2 '
                      r'images.*share 1 image\(s\) \(e.g. 3.png\)'):
     recalibrate.check_disjoint(fitted_on, images, [test])

@@ -9,9 +9,10 @@ from typing import Sequence
 
 from gramjax import data as data_lib
 from gramjax.core.errors import UserError
-from gramjax.evaluation import protocol
-from gramjax.metrics import luma
+from gramjax.evaluation import folders as folders_lib
+from gramjax.evaluation.protocol import Protocol
 from gramjax.metrics import recalibration
+from gramjax.metrics.residuals import Residuals
 
 
 def calibration_images(spec: str, predictor, key: str = 'calibrate_on'
@@ -23,12 +24,12 @@ def calibration_images(spec: str, predictor, key: str = 'calibrate_on'
     images = data_lib.held_out_images(predictor.config.data)
     return (f'heldout: {len(images)} images of '
             f'{predictor.config.data.train_dir}', images)
-  (folder,) = protocol.resolve_folders(spec, key=key)
+  (folder,) = folders_lib.resolve_folders(spec, key=key)
   return str(folder.path), folder.images
 
 
 def check_disjoint(fitted_on: str, images: Sequence[pathlib.Path],
-                   folders: Sequence[protocol.Folder]) -> None:
+                   folders: Sequence[folders_lib.Folder]) -> None:
   """Refuses test folders that share an image (or the folder) with the
   recalibration's, naming both."""
   mine = {os.path.realpath(p): p for p in images}
@@ -42,26 +43,23 @@ def check_disjoint(fitted_on: str, images: Sequence[pathlib.Path],
           'recalibration must be fitted on images it is not tested on')
 
 
-def fit_recalibration(predictor, images: Sequence[pathlib.Path], *,
-                      method: str, fitted_on: str, scale: int,
-                      convention: str = 'standard', tile: int = 128,
-                      y_correlation: float = luma.Y_CORRELATION,
-                      quiet: bool = False
-                      ) -> recalibration.Recalibration:
-  """Fits ``method`` on the pooled errors and sigmas of ``images`` (run as
-  an evaluation folder: same LR, same shave), per channel space."""
+def fit_recalibration(predictor, images: Sequence[pathlib.Path],
+                      protocol: Protocol, *, method: str, fitted_on: str,
+                      quiet: bool = False) -> recalibration.Recalibration:
+  """Fits ``method`` on the pooled errors and sigmas of ``images``, per
+  channel space, measured as a test folder is under ``protocol`` (same LR,
+  same shave, its Y correlation)."""
   if not predictor.predicts_uncertainty:
     raise UserError('a recalibration needs a model that predicts uncertainty '
                     '(this one was trained with the plain MSE)')
   name = ('held-out images' if fitted_on.startswith('heldout')
           else pathlib.Path(fitted_on).name)
-  folder = protocol.Folder(name, pathlib.Path(fitted_on), list(images))
-  results = protocol.folder_results(folder, scale=scale, convention=convention,
-                           predictor=predictor, tile=tile,
-                           label='fitting the recalibration on ',
-                           quiet=quiet, y_correlation=y_correlation,
-                           pool_rate=protocol.pool_rate_for(folder.images))
+  folder = folders_lib.Folder(name, pathlib.Path(fitted_on), list(images))
+  results = folders_lib.folder_results(
+      folder, protocol, predictor, label='fitting the recalibration on ',
+      quiet=quiet, pool_rate=folders_lib.pool_rate_for(folder.images))
+  pooled = {c: Residuals.pool(r.samples[c] for r in results)
+            for c in recalibration.CHANNEL_SPACES}
   return recalibration.fit_channels(
-      method, {c: protocol.pooled(results, c) for c in recalibration.CHANNEL_SPACES},
-      fitted_on=fitted_on, images=[p.name for p in images],
-      step=predictor.step, y_correlation=y_correlation)
+      method, pooled, fitted_on=fitted_on, images=[p.name for p in images],
+      step=predictor.step, y_correlation=protocol.y_correlation)

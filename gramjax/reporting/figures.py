@@ -23,10 +23,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from gramjax import data as data_lib
-from gramjax.evaluation import protocol as evaluation
+from gramjax.evaluation import folders as folders_lib
 from gramjax.core import pixels
 from gramjax.core import visualize
 from gramjax.core.errors import UserError
+from gramjax.metrics import uncertainty
 
 
 @dataclasses.dataclass
@@ -155,23 +156,21 @@ def reliability_diagram(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
   return _save(fig, plt, out_path)
 
 
-def sparsification_plot(curves: Mapping[str, Mapping[str, np.ndarray]],
+def sparsification_plot(curves: Mapping[str, uncertainty.Sparsification],
                         out_path, *, title: str = '') -> pathlib.Path:
   """RMSE of the pixels kept after removing the most uncertain fraction,
-  normalised to 1 at fraction 0; ``curves[name]`` has ``fractions``,
-  ``model`` and ``oracle`` (and optionally ``random``) arrays. The gap to
-  the model's own oracle is its AUSE."""
+  normalised to 1 at fraction 0, per model (``curves[name]``: its
+  ``Sparsification``; a random removal order's expected curve once). The
+  gap to the model's own oracle is its AUSE."""
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=120)
-  random_drawn = False
   for i, (name, c) in enumerate(curves.items()):
-    line, = ax.plot(c['fractions'], c['model'], label=f'{name}')
-    ax.plot(c['fractions'], c['oracle'], color=line.get_color(),
+    line, = ax.plot(c.fractions, c.model, label=f'{name}')
+    ax.plot(c.fractions, c.oracle, color=line.get_color(),
             linestyle=':', label=f'{name} oracle')
-    if 'random' in c and not random_drawn:
-      ax.plot(c['fractions'], c['random'], color='0.6', linestyle='--',
+    if i == 0:
+      ax.plot(c.fractions, c.random, color='0.6', linestyle='--',
               label='random')
-      random_drawn = True
   ax.set_xlabel('fraction of pixels removed (most uncertain first)')
   ax.set_ylabel('RMSE of the rest (normalised)')
   ax.set_xlim(0, 1)
@@ -192,28 +191,25 @@ def _save(fig, plt, out_path) -> pathlib.Path:
 
 # --------------------------------------------------- evaluation results --
 
-def folder_plots(results: Mapping[str, Sequence[evaluation.ImageResult]],
-                 folder: str, directory, aggregation: str = 'pooled'
-                 ) -> list[tuple[str, pathlib.Path]]:
+def folder_plots(results: Mapping[str, folders_lib.FolderResults],
+                 folder: str, directory) -> list[tuple[str, pathlib.Path]]:
   """A reliability diagram and a sparsification plot (Y channel) of one
-  folder with one line per model (``results[model]``: its per-image
-  results; models without uncertainty are left out), of the folder's
-  pooled pixels or averaged over its images (``aggregation``). Returns
-  [(title, path)]; nothing when no model predicts uncertainty."""
-  curves = {name: evaluation.folder_curves(rs, aggregation=aggregation)
-            for name, rs in results.items()}
-  curves = {n: c for n, c in curves.items() if c is not None}
+  folder with one line per model (``results[model]``: its results; models
+  without uncertainty are left out), of the folder's pooled pixels or
+  averaged over its images, as it was measured. Returns [(title, path)];
+  nothing when no model predicts uncertainty."""
+  curves = {n: r.curves for n, r in results.items() if r.curves is not None}
   if not curves:
     return []
   directory = pathlib.Path(directory)
   stem = folder.replace('/', '_')
   return [
       (f'Reliability diagram, {folder} (Y)', reliability_diagram(
-          {n: (c['calibration']['expected'], c['calibration']['observed'])
+          {n: (c.calibration.expected, c.calibration.observed)
            for n, c in curves.items()},
           directory / f'reliability_{stem}.png', title=f'{folder}, Y')),
       (f'Sparsification, {folder} (Y)', sparsification_plot(
-          {n: c['sparsification'] for n, c in curves.items()},
+          {n: c.sparsification for n, c in curves.items()},
           directory / f'sparsification_{stem}.png', title=f'{folder}, Y'))]
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import pathlib
 
-from gramjax.evaluation import protocol as evaluation
-from gramjax.reporting import figures
-from gramjax.inference import predictor as inference
-from gramjax.metrics import recalibration
-from gramjax.reporting import tables
-from gramjax.metrics import luma
 from gramjax.core.errors import UserError
+from gramjax.evaluation import folders as folders_lib
+from gramjax.evaluation.protocol import Protocol
+from gramjax.inference import predictor as inference
+from gramjax.metrics import luma
+from gramjax.metrics import recalibration
+from gramjax.reporting import figures
+from gramjax.reporting import tables
 
 
 def check_scale(model_scale: int, scale: int | None, what: str,
@@ -26,19 +27,19 @@ def check_scale(model_scale: int, scale: int | None, what: str,
   return model_scale
 
 
-def write_figures(predictors, per_image, folders, *, scale: int,
-                  tile: int, directory: pathlib.Path, fig_images: int,
-                  aggregation: str = 'pooled'
+def write_figures(predictors, results, folders, *, scale: int,
+                  tile: int, directory: pathlib.Path, fig_images: int
                   ) -> tuple[list[tuple[str, pathlib.Path]], str]:
   """Per dataset: a reliability diagram and a sparsification plot with every
-  model that predicts uncertainty, and a Fig. 3-style comparison of the
-  first ``fig_images`` images. Returns ([(title, path)], note)."""
+  model that predicts uncertainty (``results[model][folder]``: its
+  ``FolderResults``), and a Fig. 3-style comparison of the first
+  ``fig_images`` images. Returns ([(title, path)], note)."""
   written, note = [], ''
   for folder in folders:
     try:
       written += figures.folder_plots(
-          {name: per_image[name][folder.name] for name in predictors},
-          folder.name, directory, aggregation)
+          {name: results[name][folder.name] for name in predictors},
+          folder.name, directory)
     except UserError as e:
       note = f'Plots skipped: {e}.'
     views = figures.comparison_views(predictors, folder.images[:fig_images],
@@ -76,20 +77,19 @@ def build_report(models: dict[str, str], folders, *, scale: int | None,
     predictors[name] = inference.load(workdir)
     scale = check_scale(predictors[name].scale, scale, f'{name}={workdir}',
                         scale_key)
-  columns = {tables.BICUBIC: evaluation.evaluate_folders(
-      folders, scale=scale, convention=convention, label='Bicubic: ',
-      quiet=quiet)[0]}
-  per_image = {}
+  protocol = Protocol(scale, convention, tile, aggregation, y_correlation)
+  columns = {tables.BICUBIC: folders_lib.entries(folders_lib.evaluate_folders(
+      folders, protocol, label='Bicubic: ', quiet=quiet))}
+  results = {}
   for name, predictor in predictors.items():
     recal = (recalibration.for_step(models[name], predictor.step, recalibrate)
              if predictor.predicts_uncertainty else None)
-    entries, per_image[name] = evaluation.evaluate_folders(
-        folders, scale=scale, convention=convention, predictor=predictor,
-        tile=tile, label=f'{name}: ', quiet=quiet,
-        y_correlation=y_correlation, aggregation=aggregation, recal=recal)
-    for entry in entries.values():
+    results[name] = folders_lib.evaluate_folders(
+        folders, protocol.with_recalibration(recal), predictor,
+        label=f'{name}: ', quiet=quiet)
+    columns[name] = folders_lib.entries(results[name])
+    for entry in columns[name].values():
       entry['workdir'] = str(models[name])
-    columns[name] = entries
   caption = tables.make_caption(
       scale=scale, convention=convention, baseline=baseline, models=models,
       steps={n: p.step for n, p in predictors.items()})
@@ -99,11 +99,10 @@ def build_report(models: dict[str, str], folders, *, scale: int | None,
   if quality:
     markdown += '\n' + quality
   if figures_dir is not None:
-    written, note = write_figures(predictors, per_image, folders,
+    written, note = write_figures(predictors, results, folders,
                                   scale=scale, tile=tile,
                                   directory=pathlib.Path(figures_dir),
-                                  fig_images=fig_images,
-                                  aggregation=aggregation)
+                                  fig_images=fig_images)
     links = []
     for title, path in written:
       rel = os.path.relpath(path, link_base) if link_base else str(path)

@@ -1,6 +1,7 @@
 """Tables of evaluation results: the plain-text table ``gramjax.evaluate``
 prints, and the markdown Table I (plus uncertainty-quality tables) of
-``gramjax.report``. Entries are ``gramjax.evaluation.protocol.summarize`` dicts.
+``gramjax.report``. Entries are ``gramjax.evaluation.folders`` entries
+(``folders.entries(...)[name]``).
 """
 
 from __future__ import annotations

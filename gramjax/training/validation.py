@@ -16,12 +16,16 @@ import time
 import numpy as np
 
 from gramjax import data as data_lib
-from gramjax.evaluation import protocol as evaluation
-from gramjax.metrics import quality as metrics
 from gramjax.core import files
 from gramjax.core import pixels
 from gramjax.core import visualize
 from gramjax.core.errors import UserError
+from gramjax.evaluation import folders
+from gramjax.evaluation.protocol import evaluate_image
+from gramjax.evaluation.protocol import Protocol
+from gramjax.metrics import quality as metrics
+from gramjax.metrics import uncertainty
+from gramjax.metrics.residuals import Residuals
 
 EVALUATOR_KEYS = {'folder': None, 'every': None, 'convention': 'standard',
                   'max_images': 0, 'tile': 128}
@@ -38,20 +42,21 @@ class Evaluator:
 
   def run(self, predictor) -> dict[str, float]:
     """``val/<name>/{psnr,ssim}`` and, for models that predict uncertainty,
-    ``nll``, ``ause`` and ``coverage_90`` (RGB, grey levels), plus the
-    seconds it took."""
+    ``nll``, ``ause`` and ``coverage_90`` (RGB, pooled, grey levels), plus
+    the seconds it took: only the figures it logs are computed."""
     start = time.time()
-    rate = evaluation.pool_rate_for(self.images)
-    results = [evaluation.evaluate_image(p, scale=predictor.scale,
-                              convention=self.convention,
-                              predictor=predictor, tile=self.tile,
-                              pool_rate=rate, image_figures=False)
-               for p in self.images]
-    entry = evaluation.summarize(results, self.convention, pool_rate=rate)
-    out = {'psnr': entry['psnr'], 'ssim': entry['ssim']}
-    for key in ('nll', 'ause', 'coverage_90'):
-      if 'uncertainty' in entry:
-        out[key] = entry['uncertainty']['rgb'][key]
+    protocol = Protocol(predictor.scale, self.convention, self.tile,
+                        channels=('rgb',))
+    rate = folders.pool_rate_for(self.images)
+    results = [evaluate_image(p, protocol, predictor, pool_rate=rate,
+                              image_figures=False) for p in self.images]
+    out = {'psnr': np.mean([r.psnr for r in results]),
+           'ssim': np.mean([r.ssim for r in results])}
+    if results[0].samples:
+      res = Residuals.pool(r.samples['rgb'] for r in results)
+      out['nll'] = uncertainty.gaussian_nll(res)
+      out['ause'] = uncertainty.ause(res)
+      out['coverage_90'] = uncertainty.coverage(res, levels=(0.9,))[0.9]
     out['seconds'] = time.time() - start
     return {f'val/{self.name}/{k}': float(v) for k, v in out.items()}
 
