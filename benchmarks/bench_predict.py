@@ -62,7 +62,8 @@ def child(size: int, tile: int, repeats: int) -> dict:
   side = size if not tile or size <= tile else min(
       size, tile + 2 * predictor.radius)
   lowered = predictor._forward.lower(  # pylint: disable=protected-access
-      params, model_state, jax.numpy.zeros((1, side, side, 3)))
+      predictor.params, predictor.model_state,
+      jax.numpy.zeros((1, side, side, 3)))
   ma = lowered.compile().memory_analysis()
   if ma is not None:
     out['xla_call_mib'] = (ma.temp_size_in_bytes + ma.argument_size_in_bytes

@@ -20,6 +20,7 @@ from typing import Callable
 from absl import app
 from absl import flags
 
+from gramjax.metrics.quality import CONVENTIONS
 from gramjax.core.errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
                                  Preempted, UserError)
 
@@ -38,12 +39,12 @@ def define_eval_flags() -> None:
                       '../shared/data/Set5,../shared/data/Set14).')
   flags.DEFINE_integer('scale', 4, 'Upscaling factor; must match the '
                        "model's (default: the model's for --workdir).")
-  flags.DEFINE_string('convention', 'standard',
-                      'How PSNR/SSIM are measured: standard (Y, shave = '
-                      'scale, 11x11 Gaussian SSIM; paper Table I) or '
-                      'official_code (Y, 10 px shave, 7x7 uniform SSIM).')
+  flags.DEFINE_enum('convention', 'standard', list(CONVENTIONS),
+                    'How PSNR/SSIM are measured: standard (Y, shave = '
+                    'scale, 11x11 Gaussian SSIM; paper Table I) or '
+                    'official_code (Y, 10 px shave, 7x7 uniform SSIM).')
   flags.DEFINE_integer('tile', 128, 'LR tile size for the model (0: whole '
-                       'image at once).')
+                       'image at once).', lower_bound=0)
   flags.DEFINE_enum('aggregation', 'pooled', ['pooled', 'per_image'],
                     "A folder's uncertainty figures: pooled over all its "
                     'pixels (as the reference code of the calibration '
@@ -55,6 +56,13 @@ def define_eval_flags() -> None:
                      'independent. The RGB figures do not depend on it.',
                      lower_bound=0.0, upper_bound=1.0)
   define_recalibrate_flag()
+
+
+def define_step_flag():
+  """``--step``, shared by evaluate and predict (the library parses it)."""
+  return flags.DEFINE_string('step', None, 'Checkpoint step: a number, or '
+                             "best (by the run's validation metric); "
+                             'default: latest.')
 
 
 def define_recalibrate_flag() -> None:

@@ -88,12 +88,11 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir of the '
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'A checkpoint step '
                                   'folder, WORKDIR/checkpoints/STEP '
                                   '(instead of --workdir).')
-_STEP = flags.DEFINE_string('step', None, 'Checkpoint step: a number, or best '
-                            '(by the run\'s validation metric); default: '
-                            'latest.')
-_INPUT = flags.DEFINE_string('input', None, 'An image, or a folder of images '
-                             '(each the low-resolution input; not '
-                             'downscaled).')
+_STEP = cli.define_step_flag()
+_INPUT = flags.DEFINE_string(
+    'input', None,
+    'An image, or a folder of images (each the low-resolution input; not '
+    'downscaled).')
 _OUTPUT = flags.DEFINE_string('output', None, 'Folder for <stem>_sr.png, '
                               '<stem>_uncertainty.png and <stem>_log_var.npy '
                               '(created if needed).')
