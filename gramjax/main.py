@@ -35,8 +35,10 @@ def _main() -> None:
     raise UserError(f'--config: {cli.one_line(e)}') from e
   # Imported after flag parsing so `--help` and flag errors stay fast; the
   # CPU device split must happen before anything touches a device.
+  from gramjax.state import config as config_lib  # pylint: disable=g-import-not-at-top
   from gramjax.state import distributed  # pylint: disable=g-import-not-at-top
   from gramjax.training import loop as train  # pylint: disable=g-import-not-at-top
+  config_lib.validate(config)
   distributed.configure_cpu_devices(config.cpu_devices, config.batch_size)
   distributed.initialize()
   train.train_and_evaluate(config, _WORKDIR.value,

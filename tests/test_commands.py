@@ -112,5 +112,5 @@ def test_main_bad_value_is_one_line_naming_the_key(tmp_path):
   r = run_module('main', '--config=configs/demo.py',
                  f'--workdir={tmp_path}', '--config.data.crop_size=50')
   assert r.returncode == errors.EXIT_USAGE
-  assert one_error_line(r) == ('error: config.data.crop_size=50 is not '
-                               'divisible by config.model.scale=4')
+  assert one_error_line(r) == ('error: config.data.crop_size=50: must be a '
+                               'positive multiple of config.model.scale=4')

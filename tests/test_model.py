@@ -118,12 +118,14 @@ def test_output_shapes(scale):
 
 @pytest.mark.parametrize('scale', [1, 5, 6])
 def test_invalid_scale_raises(scale):
-  with pytest.raises(ValueError, match=r'config\.model\.scale'):
+  with pytest.raises(ValueError, match=r'scale must be one of \[2, 3, 4, 8\], '
+                     f'got {scale}'):
     tiny(scale=scale)
 
 
 def test_invalid_mean_activation_raises():
-  with pytest.raises(ValueError, match=r'config\.model\.mean_activation'):
+  with pytest.raises(ValueError, match=r"mean_activation must be one of "
+                     r"\('none', 'tanh'\), got 'sigmoid'"):
     tiny(mean_activation='sigmoid')
 
 
@@ -378,7 +380,7 @@ def test_build_model_from_base_config(paper_model):
 def test_build_model_rejects_unknown_name():
   cfg = dict(base_config.get_config().model)
   cfg['name'] = 'edsr'
-  with pytest.raises(ValueError, match=r'config\.model\.name'):
+  with pytest.raises(ValueError, match=r"name must be 'srresnet', got 'edsr'"):
     build_model(cfg, 0)
 
 

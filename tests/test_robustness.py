@@ -20,7 +20,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import jax
@@ -31,7 +30,6 @@ import pytest
 from PIL import Image
 
 from configs import demo as demo_config
-from gramjax.state import checkpoint as ckpt_lib
 from gramjax import cli
 from gramjax import data as data_lib
 from gramjax.inference import predictor as inference
@@ -455,28 +453,35 @@ def test_on_device_guard_leaves_the_state_unchanged():
 
 @pytest.mark.parametrize('overrides,message', [
     ({'data.crop_size': 30},
-     'error: config.data.crop_size=30 is not divisible by '
+     'error: config.data.crop_size=30: must be a positive multiple of '
      'config.model.scale=4'),
     ({'optimizer.lr_boundaries': (300, 200), 'optimizer.lr_values':
       (1e-3, 1e-4, 1e-5)},
-     'error: config.optimizer.lr_boundaries must be positive and strictly '
-     'increasing, got (300, 200)'),
+     'error: config.optimizer.lr_boundaries=(300, 200): must be positive and '
+     'strictly increasing'),
     ({'optimizer.lr_values': (1e-3, 1e-4, 1e-5)},
-     'error: config.optimizer.lr_values has 3 entries; it needs one more '
-     'than config.optimizer.lr_boundaries (1)'),
-    ({'loss.name': 'gramm'}, "error: config.loss.name='gramm'"),
-    ({'loss.options': {'unitz': '[0,1]'}}, 'error: config.loss.options.unitz'),
+     'error: config.optimizer.lr_values=(0.001, 0.0001, 1e-05): needs one '
+     'entry more than config.optimizer.lr_boundaries=(1200,)'),
+    ({'loss.name': 'gramm'},
+     "error: config.loss.name='gramm': not a registered loss; choose one of "
+     'beta_nll, faithful, gram'),
+    ({'loss.options': {'unitz': '[0,1]'}},
+     "error: config.loss.options.unitz='[0,1]': not an option of loss "
+     "'gram_vjp'; it accepts units, mask_fn"),
     ({'nan_policy': 'ignore'},
-     "error: config.nan_policy must be 'stop' or 'skip', got 'ignore'"),
+     "error: config.nan_policy='ignore': use one of stop, skip"),
     ({'data.lr_source': 'lr_files'},
-     "error: config.data.lr_source must be 'bicubic' or 'files', got "
-     "'lr_files'"),
-    ({'batch_size': 0},
-     'error: config.batch_size must be >= 1 and config.total_steps >= 0'),
-    ({'log_every': 0},
-     'error: config.log_every and config.checkpoint_every must be >= 1'),
+     "error: config.data.lr_source='lr_files': use one of bicubic, files"),
+    ({'batch_size': 0}, 'error: config.batch_size=0: must be >= 1'),
+    ({'log_every': 0}, 'error: config.log_every=0: must be >= 1'),
+    ({'best_metric': 'val/div2k/psnr'},
+     "error: config.best_metric='val/div2k/psnr': give '' or val/<a key of "
+     'config.evals>/<metric>'),
+    ({'cpu_devices': 3},
+     'error: config.cpu_devices=3: does not divide config.batch_size=4'),
 ], ids=['crop_scale', 'lr_order', 'lr_values_len', 'loss_name',
-        'loss_option', 'nan_policy', 'lr_source', 'batch_size', 'log_every'])
+        'loss_option', 'nan_policy', 'lr_source', 'batch_size', 'log_every',
+        'best_metric', 'cpu_devices'])
 def test_bad_config_value_is_one_line_naming_the_key(tmp_path, capsys,
                                                      overrides, message):
   assert cli_train(tiny(3, **overrides), tmp_path / 'w') == 2

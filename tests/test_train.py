@@ -373,8 +373,8 @@ def test_missing_validation_folder_is_logged_and_training_goes_on(
 
 def test_bad_evaluator_key_names_it(tmp_path):
   c = tiny(5, **{'evals.heldout.every': 0})
-  with pytest.raises(UserError, match='config.evals.heldout needs a folder '
-                     'and every >= 1'):
+  with pytest.raises(UserError, match=r'config.evals.heldout.every=0: must '
+                     r'be >= 1 \(steps\)'):
     train.train_and_evaluate(c, tmp_path)
 
 

@@ -197,8 +197,8 @@ for _name, _fn in [('mse', mse), ('nll', nll), ('mle', nll), ('gram', gram),
 
 def get(name: str) -> PixelLoss:
   if name not in LOSSES:
-    raise KeyError(f'config.loss.name={name!r} is not a registered loss; '
-                   f'choose one of {sorted(LOSSES)}')
+    raise KeyError(f'{name!r} is not a registered loss; choose one of '
+                   f'{sorted(LOSSES)}')
   return LOSSES[name]
 
 
@@ -211,9 +211,29 @@ def clip_log_var(log_var: jax.Array, clip: tuple[float, ...] | None):
   if not clip:
     return log_var
   if len(clip) != 2 or not clip[0] < clip[1]:
-    raise ValueError(f'config.loss.log_var_clip must be () or (lo, hi) with '
-                     f'lo < hi, got {tuple(clip)!r}')
+    raise ValueError(f'log_var_clip must be () or (lo, hi) with lo < hi, '
+                     f'got {tuple(clip)!r}')
   return jnp.clip(log_var, clip[0], clip[1])
+
+
+def accepted_options(name: str) -> list[str] | None:
+  """The keyword options of loss ``name``; None where it takes any."""
+  params = inspect.signature(get(name)).parameters
+  if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    return None
+  return [n for n, p in params.items() if p.kind == p.KEYWORD_ONLY]
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+  """Raises ``ValueError`` unless ``options`` are keywords that loss
+  ``name`` takes (its pixel units, if given, known): before jit, not in it."""
+  accepted = accepted_options(name)
+  unknown = [k for k in options if accepted is not None and k not in accepted]
+  if unknown:
+    raise ValueError(f'{unknown[0]} is not an option of loss {name!r}; it '
+                     f'accepts {accepted or "no options"}')
+  if 'units' in options:
+    units_scale(options['units'])
 
 
 def make_pixel_loss(name: str, options: Mapping[str, Any] | None = None,
@@ -226,15 +246,7 @@ def make_pixel_loss(name: str, options: Mapping[str, Any] | None = None,
   """
   fn = get(name)
   options = dict(options or {})
-  params = inspect.signature(fn).parameters
-  takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-  accepted = [n for n, p in params.items() if p.kind == p.KEYWORD_ONLY]
-  unknown = [k for k in options if k not in accepted and not takes_any]
-  if unknown:
-    raise ValueError(f'config.loss.options.{unknown[0]} is not an option of '
-                     f'loss {name!r}; it accepts {accepted or "no options"}')
-  if 'units' in options:
-    units_scale(options['units'])  # Fail now, not inside jit.
+  check_options(name, options)
   clip_log_var(jnp.zeros(()), log_var_clip)
 
   def pixel_loss(mean, log_var, target):

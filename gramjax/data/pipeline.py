@@ -149,9 +149,6 @@ def load_training_set(data_config, scale: int):
   lr_images|None)``.
   """
   c = data_config
-  if c.lr_source not in ('bicubic', 'files'):
-    raise UserError(f"config.data.lr_source must be 'bicubic' or 'files', "
-                    f'got {c.lr_source!r}')
   want_lr = c.lr_source == 'files'
   source = c.train_dir
   if c.prepared_dir and not source.startswith('builtin:'):
@@ -184,9 +181,6 @@ def load_training_set(data_config, scale: int):
   hrs = images_lib.load_images(paths, c.crop_size)
   if not want_lr:
     return hrs, None
-  if not c.train_lr_dir:
-    raise UserError("config.data.lr_source='files' needs "
-                    'config.data.train_lr_dir (e.g. DIV2K_train_LR_bicubic/X4)')
   lr_dir = pathlib.Path(os.path.expanduser(c.train_lr_dir))
   lr_files = {p.stem: p for p in images_lib.resolve_images(
       str(lr_dir), key='config.data.train_lr_dir')}

@@ -49,6 +49,8 @@ import numpy as np
 from flax import nnx
 
 UPSAMPLE_STAGES = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
+ACTIVATIONS = ('leaky_relu', 'prelu')    # The paper's, the official code's.
+MEAN_ACTIVATIONS = ('none', 'tanh')      # tanh: the official code's.
 
 
 def pixel_shuffle(x: jax.Array, factor: int) -> jax.Array:
@@ -131,8 +133,8 @@ class Activation(nnx.Module):
     if kind == 'prelu':
       self.prelu = nnx.PReLU(negative_slope_init=0.25)
     elif kind != 'leaky_relu':
-      raise ValueError(f"config.model.activation must be 'leaky_relu' or "
-                       f"'prelu', got {kind!r}")
+      raise ValueError(f'activation must be one of {ACTIVATIONS}, got '
+                       f'{kind!r}')
 
   def __call__(self, x):
     if self.kind == 'prelu':
@@ -204,11 +206,11 @@ class SRResNet(nnx.Module):
                log_var_stop_gradient: bool = False, dtype: Any = None,
                rngs: nnx.Rngs):
     if scale not in UPSAMPLE_STAGES:
-      raise ValueError(f'config.model.scale must be one of '
-                       f'{sorted(UPSAMPLE_STAGES)}, got {scale!r}')
-    if mean_activation not in ('none', 'tanh'):
-      raise ValueError(f"config.model.mean_activation must be 'none' or "
-                       f"'tanh', got {mean_activation!r}")
+      raise ValueError(f'scale must be one of {sorted(UPSAMPLE_STAGES)}, '
+                       f'got {scale!r}')
+    if mean_activation not in MEAN_ACTIVATIONS:
+      raise ValueError(f'mean_activation must be one of {MEAN_ACTIVATIONS}, '
+                       f'got {mean_activation!r}')
     self.scale = scale
     self.mean_activation = mean_activation
     self.shuffle_blur = shuffle_blur
@@ -284,7 +286,7 @@ def build_model(model_config, seed: int) -> SRResNet:
   cfg = dict(model_config)
   name = cfg.pop('name', 'srresnet')
   if name != 'srresnet':
-    raise ValueError(f"config.model.name must be 'srresnet', got {name!r}")
+    raise ValueError(f"name must be 'srresnet', got {name!r}")
   dtype = cfg.pop('compute_dtype', 'float32')
   cfg['dtype'] = None if dtype == 'float32' else jnp.dtype(dtype)
   return SRResNet(rngs=nnx.Rngs(seed), **cfg)

@@ -76,7 +76,7 @@ class Checkpoints:
     run that trains here, never a reader): first removes the unfinished
     saves of an earlier run, listed in ``removed``."""
     if best_mode not in ('max', 'min'):
-      raise UserError(f"config.best_mode={best_mode!r}: use 'max' or 'min'")
+      raise ValueError(f"best_mode={best_mode!r}: use 'max' or 'min'")
     self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
     self.best_metric, self.best_mode = best_metric or None, best_mode
     # Unfinished saves of an earlier run, removed (names kept to report).

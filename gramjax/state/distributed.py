@@ -95,12 +95,9 @@ def configure_cpu_devices(requested: int, batch_size: int) -> int | None:
   ``XLA_FLAGS`` wins, and multi-process runs keep their own settings. Only
   the CPU backend is affected (an accelerator's devices are not).
   """
-  if requested < 0:
-    raise UserError(f'config.cpu_devices={requested} must be >= 0 (0: one '
-                    'per core, 1: one device)')
-  if requested > 1 and batch_size % requested:
-    raise UserError(f'config.cpu_devices={requested} does not divide '
-                    f'config.batch_size={batch_size}')
+  if requested < 0 or (requested > 1 and batch_size % requested):
+    raise ValueError(f'cpu_devices={requested} must be >= 0 and, above 1, '
+                     f'divide batch_size={batch_size}')
   flags = os.environ.get('XLA_FLAGS', '')
   if CPU_DEVICES_FLAG in flags or detect() != 'single':
     return None

@@ -29,6 +29,7 @@ from gramjax.core import losses
 from gramjax.core.errors import UserError
 from gramjax.inference import predictor as inference
 from gramjax.state import checkpoint as ckpt_lib
+from gramjax.state import config as config_lib
 from gramjax.state import distributed
 from gramjax.state import train_state as state_lib
 from gramjax.training import actions
@@ -43,40 +44,6 @@ from gramjax.state.train_state import TrainState
 
 # ------------------------------------------------------------- policies --
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks that do not need data; each error names the config key."""
-  scale = config.model.scale
-  if config.data.crop_size % scale:
-    raise UserError(f'config.data.crop_size={config.data.crop_size} is not '
-                    f'divisible by config.model.scale={scale}')
-  if config.batch_size < 1 or config.total_steps < 0:
-    raise UserError('config.batch_size must be >= 1 and config.total_steps '
-                    '>= 0')
-  distributed.split_batch(config.batch_size)
-  if config.nan_policy not in ('stop', 'skip'):
-    raise UserError(f"config.nan_policy must be 'stop' or 'skip', got "
-                    f'{config.nan_policy!r}')
-  if config.log_every < 1 or config.checkpoint_every < 1:
-    raise UserError('config.log_every and config.checkpoint_every must be '
-                    '>= 1')
-  if config.steps_per_dispatch < 0:
-    raise UserError(f'config.steps_per_dispatch={config.steps_per_dispatch}:'
-                    ' must be >= 0 (0: the platform default)')
-  if not isinstance(config.loss.mse_warmup, int) or config.loss.mse_warmup < 0:
-    raise UserError(f'config.loss.mse_warmup={config.loss.mse_warmup!r}: '
-                    'give a number of steps >= 0 (0: none)')
-  if (config.loss.name == 'faithful'
-      and not config.model.get('log_var_stop_gradient', False)):
-    raise UserError("config.loss.name='faithful' needs "
-                    'config.model.log_var_stop_gradient=True (else the '
-                    "variance head's gradient reaches the mean's trunk)")
-  p = tuple(config.profile_steps)
-  if p and not (len(p) == 2 and all(isinstance(s, int) for s in p)
-                and 0 <= p[0] < p[1]):
-    raise UserError(f'config.profile_steps={p}: give () or (first, last) '
-                    'with 0 <= first < last')
-
-
 def steps_per_dispatch(config) -> int:
   """``config.steps_per_dispatch``, or the platform's default for 0: 1 on
   the CPU (a step there is long; measured in docs/benchmarks.md), else
@@ -90,12 +57,9 @@ DISPATCH_DEFAULT = 8
 
 
 def pixel_loss_from_config(config) -> Callable:
-  """The configured per-pixel loss; a bad name or option is a UserError."""
-  try:
-    return losses.make_pixel_loss(config.loss.name, config.loss.options,
-                                  tuple(config.loss.log_var_clip))
-  except (KeyError, ValueError) as e:
-    raise UserError(str(e).strip('"')) from e
+  """The configured per-pixel loss (``config.validate`` checked its keys)."""
+  return losses.make_pixel_loss(config.loss.name, config.loss.options,
+                                tuple(config.loss.log_var_clip))
 
 
 # ------------------------------------------------------- phase helpers --
@@ -146,7 +110,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Run:
   """Validates the config, loads the data (before any compilation, so a
   missing dataset fails fast), builds the mesh, model, optimizer and the
   jitted step."""
-  validate_config(config)
+  config_lib.validate(config)
   pixel_loss = pixel_loss_from_config(config)
   images, lr_images = data_lib.load_training_set(config.data,
                                                  config.model.scale)

@@ -19,16 +19,13 @@ from gramjax import data as data_lib
 from gramjax.core import files
 from gramjax.core import pixels
 from gramjax.core import visualize
-from gramjax.core.errors import UserError
 from gramjax.evaluation import folders
 from gramjax.evaluation.protocol import evaluate_image
 from gramjax.evaluation.protocol import Protocol
 from gramjax.metrics import quality as metrics
 from gramjax.metrics import uncertainty
 from gramjax.metrics.residuals import Residuals
-
-EVALUATOR_KEYS = {'folder': None, 'every': None, 'convention': 'standard',
-                  'max_images': 0, 'tile': 128}
+from gramjax.state import config as config_lib
 
 
 @dataclasses.dataclass
@@ -64,26 +61,11 @@ class Evaluator:
 def evaluators_from_config(config) -> list[Evaluator]:
   """``config.evals`` (name -> {folder, every, convention, max_images,
   tile}) as evaluators. A folder that does not exist is logged and left
-  out (training goes on); a bad key or value is a ``UserError``."""
+  out (training goes on); a bad key or value is a ``UserError``
+  (``state.config.eval_specs``)."""
   evaluators = []
-  for name, spec in dict(config.get('evals') or {}).items():
+  for name, spec in config_lib.eval_specs(config).items():
     key = f'config.evals.{name}'
-    spec = dict(spec)
-    unknown = set(spec) - set(EVALUATOR_KEYS)
-    if unknown:
-      raise UserError(f'{key}: unknown key(s) {sorted(unknown)}; use '
-                      f'{", ".join(EVALUATOR_KEYS)}')
-    spec = {k: spec.get(k, default) for k, default in EVALUATOR_KEYS.items()}
-    if not spec['folder'] or not isinstance(spec['every'], int) or (
-        spec['every'] < 1):
-      raise UserError(f'{key} needs a folder and every >= 1 (steps), got '
-                      f'folder={spec["folder"]!r}, every={spec["every"]!r}')
-    if spec['convention'] not in metrics.CONVENTIONS:
-      raise UserError(f'{key}.convention={spec["convention"]!r}: use one of '
-                      f'{", ".join(metrics.CONVENTIONS)}')
-    if spec['max_images'] < 0 or spec['tile'] < 0:
-      raise UserError(f'{key}: max_images and tile must be >= 0 (0: all '
-                      'images / no tiling)')
     folder = str(spec['folder'])
     if not folder.startswith('builtin:') and not pathlib.Path(
         os.path.expanduser(folder)).exists():
