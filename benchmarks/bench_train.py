@@ -47,7 +47,6 @@ CPU_DEVICES = distributed.configure_cpu_devices(
     _early_int('--cpu_devices', 0), _early_int('--batch', 16))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402

@@ -4,7 +4,6 @@ never import a command line nor import gramjax lazily, and modules stay
 small (docs/architecture.md)."""
 
 import ast
-import pathlib
 import re
 
 from tests.conftest import REPO

@@ -383,3 +383,30 @@ def test_training_set_leaves_held_out_images_out(tmp_path):
   config.holdout = 0
   with pytest.raises(UserError, match='held no training images out'):
     data.held_out_images(config)
+
+
+@pytest.mark.parametrize('mode,alpha', [('RGB', False), ('RGBA', True),
+                                        ('L', False), ('LA', True),
+                                        ('P', False), ('P+t', True)])
+def test_decode_image_reports_mode_and_alpha_from_one_opening(
+    tmp_path, monkeypatch, mode, alpha):
+  rng = np.random.default_rng(3)
+  rgb = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+  im = Image.fromarray(rgb)
+  if mode == 'P+t':
+    im = im.convert('P')
+    im.info['transparency'] = 0
+  else:
+    im = im.convert(mode)
+  path = tmp_path / 'x.png'
+  im.save(path)
+  opened = []
+  real_open = Image.open
+  monkeypatch.setattr(Image, 'open',
+                      lambda *a, **k: opened.append(a) or real_open(*a, **k))
+  decoded = data.decode_image(path)
+  assert len(opened) == 1
+  assert decoded.mode == ('P' if mode == 'P+t' else mode)
+  assert decoded.alpha is alpha
+  np.testing.assert_array_equal(decoded.rgb, data.load_image(path))
+  assert decoded.rgb.shape == (6, 5, 3) and decoded.rgb.dtype == np.uint8

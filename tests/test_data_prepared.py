@@ -1,7 +1,6 @@
 """Prepared (memory-mapped) datasets, official LR files, and their use in
 training."""
 
-import json
 import os
 
 import numpy as np

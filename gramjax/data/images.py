@@ -12,6 +12,7 @@ Decoded images are uint8 RGB (H, W, 3) in [0, 255].
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pathlib
@@ -102,6 +103,16 @@ def split_holdout(items: Sequence, holdout: int) -> tuple[list, list]:
           [x for i, x in enumerate(items) if i in out])
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageFile:
+  """A decoded image file: ``rgb`` uint8 (H, W, 3) in [0, 255], and what the
+  file was (Pillow's ``mode``; ``alpha``: it had an alpha channel or a
+  transparent colour, dropped)."""
+  rgb: np.ndarray
+  mode: str
+  alpha: bool
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
   """Decodes an image file to uint8 RGB (H, W, 3) in [0, 255].
 
@@ -109,12 +120,20 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
   alpha is dropped; 16-bit images are reduced to 8 bits. Raises ``UserError``
   naming the file when it cannot be decoded.
   """
+  return decode_image(path).rgb
+
+
+def decode_image(path: str | os.PathLike) -> ImageFile:
+  """``load_image``'s pixels and the file's mode and alpha, from one
+  opening of the file."""
   path = pathlib.Path(path)
   try:
     with warnings.catch_warnings():
       # Pillow only warns between 1x and 2x its pixel limit: refuse those too.
       warnings.simplefilter('error', Image.DecompressionBombWarning)
       with Image.open(path) as im:
+        mode, bands = im.mode, im.getbands()
+        alpha = 'A' in bands or 'a' in bands or 'transparency' in im.info
         im = ImageOps.exif_transpose(im)
         im.load()
         if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
@@ -139,7 +158,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     raise UserError(f'{path}: cannot decode image ({e})') from e
   if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
     raise UserError(f'{path}: image has no pixels (shape {arr.shape})')
-  return np.ascontiguousarray(arr)
+  return ImageFile(np.ascontiguousarray(arr), mode, alpha)
 
 
 def load_images(paths: Sequence[pathlib.Path], min_size: int,

@@ -26,7 +26,6 @@ import os
 import pathlib
 import sys
 import time
-from typing import Sequence
 
 import numpy as np
 

@@ -27,7 +27,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import tqdm
-from PIL import Image
 
 from gramjax import data
 from gramjax.inference import predictor as inference
@@ -172,16 +171,14 @@ def _check_file(path: pathlib.Path) -> None:
 def read_image(path: pathlib.Path) -> LoadedImage:
   """Decodes one input with ``data.load_image`` (EXIF orientation applied,
   greyscale replicated, alpha dropped, 16-bit reduced to 8, images over the
-  decompression-bomb limit refused) and reports what the file was from the
-  file's header (read after the decode succeeded, so never a bomb's).
-  Raises ``UserError`` naming the file."""
+  decompression-bomb limit refused) and reports what the file was (its
+  mode and alpha, from the same opening). Raises ``UserError`` naming the
+  file."""
   _check_file(path)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')
     try:
-      rgb = data.load_image(path)
-      with Image.open(path) as im:
-        mode, info, bands = im.mode, dict(im.info), im.getbands()
+      decoded = data.decode_image(path)
     except UserError:
       raise
     except (OSError, EOFError, TypeError, IndexError, KeyError,
@@ -192,8 +189,8 @@ def read_image(path: pathlib.Path) -> LoadedImage:
   # become notes instead of multi-line warnings.
   notes = list(dict.fromkeys(' '.join(str(w.message).split())
                              for w in caught))
-  alpha = 'A' in bands or 'a' in bands or 'transparency' in info
-  return LoadedImage(rgb, mode, mode in metrics.GREY_MODES, alpha, notes)
+  return LoadedImage(decoded.rgb, decoded.mode,
+                     decoded.mode in metrics.GREY_MODES, decoded.alpha, notes)
 
 
 # ---------------------------------------------------------------- outputs --

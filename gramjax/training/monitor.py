@@ -37,7 +37,13 @@ def last_logged_step(path: pathlib.Path) -> int | None:
 
 
 class MetricWriter:
-  """Appends metrics to WORKDIR/metrics.jsonl (and TensorBoard if present)."""
+  """Appends metrics to WORKDIR/metrics.jsonl (and TensorBoard if present).
+
+  The interface of ``clu.metric_writers.MetricWriter`` (``write_scalars``,
+  ``flush``, ``close``), the flax ecosystem's own, so clu's writers can
+  stand in; clu itself is not a dependency: importing its
+  ``metric_writers`` (clu 0.0.12) imports TensorFlow.
+  """
 
   def __init__(self, workdir: pathlib.Path, resume_step: int,
                tensorboard: bool):
@@ -68,7 +74,8 @@ class MetricWriter:
     except OSError as e:
       raise UserError(f'{self.path}: cannot rewrite it on resume ({e})') from e
 
-  def write(self, step: int, values: dict) -> None:
+  def write_scalars(self, step: int, values: dict) -> None:
+    """One line ``{"step": step, **values}``, on process 0."""
     if jax.process_index() != 0:
       return
     try:
@@ -79,6 +86,11 @@ class MetricWriter:
     if self.tb is not None:
       for k, v in values.items():
         self.tb.add_scalar(k, v, step)
+      self.flush()
+
+  def flush(self) -> None:
+    """Lines are written whole at each call; TensorBoard's are flushed."""
+    if self.tb is not None:
       self.tb.flush()
 
   def close(self) -> None:
@@ -121,7 +133,7 @@ class Monitor:
       return
     first = int(local_value(state.first_bad_step))
     if self.nan_policy == 'skip':
-      self.writer.write(step, {'skipped_steps': bad,
+      self.writer.write_scalars(step, {'skipped_steps': bad,
                                'first_skipped_step': first})
       logging.warning('%d step(s) with a non-finite loss or gradients were '
                       'skipped so far (first: step %d)', bad, first)
@@ -150,7 +162,7 @@ class Monitor:
     eta = (self.total - step) / rate if rate else float('nan')
     self.t_window, self.steps_window = time.time(), 0
     mean['steps_per_sec'] = rate
-    self.writer.write(step, mean)
+    self.writer.write_scalars(step, mean)
     logging.info(
         'step %d/%d  loss %.4g  psnr %.2f dB  sigma %.2f grey  mask %.3g'
         '  lr %.2g  |g| %.3g  %.2f steps/s  ETA %s', step, self.total,
@@ -161,7 +173,7 @@ class Monitor:
   def log_validation(self, step: int, values: dict, weights: str) -> None:
     """Writes ``val/<name>/<metric>`` figures and prints them, with the
     share of the run's time spent validating so far."""
-    self.writer.write(step, values)
+    self.writer.write_scalars(step, values)
     self.validation_seconds += sum(v for k, v in values.items()
                                    if k.endswith('/seconds'))
     share = self.validation_seconds / max(time.time() - self.started, 1e-9)
