@@ -1,6 +1,7 @@
 """Checkpoint policy without training: which config changes a resume
 accepts, and how a stop request is raised (gramjax.state.checkpoint)."""
 
+import json
 import os
 import signal
 
@@ -145,6 +146,35 @@ def test_the_best_checkpoint_is_orbaxs_by_the_saved_metrics(tmp_path):
   finally:
     ckpts.close()
   assert ckpt_lib.best_step(tmp_path) == 2
+
+
+@pytest.mark.parametrize('legacy,found', [
+    ({'step': 2, 'metric': 'val/x/psnr', 'value': 31.5, 'mode': 'max'}, 2),
+    ({'step': 2, 'metric': 'val/y/psnr', 'value': 31.5, 'mode': 'max'}, None),
+    ({'step': 2, 'metric': 'val/x/psnr', 'value': 31.5, 'mode': 'min'}, None),
+    ({'step': 9, 'metric': 'val/x/psnr', 'value': 31.5, 'mode': 'max'}, None),
+    ('{"step": 2, "metr', None)])
+def test_a_workdir_from_before_orbaxs_metrics_keeps_its_best_json(
+    tmp_path, legacy, found):
+  """Runs made before the best moved into orbax's metrics named it in
+  WORKDIR/best.json: readers (and a resumed run) still find it, when it
+  names this best_metric and mode and a checkpoint that exists."""
+  config = config_dict(best_metric='val/x/psnr', best_mode='max')
+  ckpts = ckpt_lib.Checkpoints(tmp_path, keep=3, async_save=False)
+  try:
+    for step in (1, 2, 3):
+      ckpts.save(step, {'w': np.zeros(2, np.float32)}, None, config,
+                 force=True)
+  finally:
+    ckpts.close()
+  (tmp_path / 'best.json').write_text(
+      legacy if isinstance(legacy, str) else json.dumps(legacy))
+  assert ckpt_lib.best_step(tmp_path) == found
+  ckpts = ckpt_lib.Checkpoints(tmp_path, best_metric='val/x/psnr')
+  try:
+    assert ckpts.is_better(31.0) is (found is None)
+  finally:
+    ckpts.close()
 
 
 def test_the_checkpoint_action_saves_on_schedule_and_on_a_new_best():

@@ -34,6 +34,9 @@ from orbax.checkpoint import checkpoint_managers as cm
 from gramjax.core.errors import UserError
 
 TMP_SUFFIX = '.orbax-checkpoint-tmp'
+# Where runs of gramjax before orbax's best-by-metrics named their best
+# checkpoint (read for those workdirs; not written any more).
+LEGACY_BEST_FILE = 'best.json'
 
 
 def remove_unfinished(directory: pathlib.Path) -> list[str]:
@@ -174,9 +177,25 @@ class Checkpoints:
     step = self.manager.best_step()
     metrics = self.manager.metrics(step) if step is not None else None
     if not metrics or self.best_metric not in metrics:
-      return None
+      return self._legacy_best()
     return {'step': step, 'metric': self.best_metric,
             'value': float(metrics[self.best_metric]), 'mode': self.best_mode}
+
+  def _legacy_best(self) -> dict | None:
+    """The ``WORKDIR/best.json`` that gramjax wrote before orbax kept the
+    best by its metrics (read, never written), if it names this
+    ``best_metric`` and mode and a checkpoint that still exists."""
+    try:
+      best = json.loads((self.directory.parent / LEGACY_BEST_FILE).read_text())
+      step, value = int(best['step']), float(best['value'])
+    except (OSError, ValueError, KeyError, TypeError):
+      return None
+    if (best.get('metric') != self.best_metric
+        or best.get('mode', 'max') != self.best_mode
+        or step not in self.manager.all_steps()):
+      return None
+    return {'step': step, 'metric': self.best_metric, 'value': value,
+            'mode': self.best_mode}
 
   def is_better(self, value: float) -> bool:
     """Whether ``value`` beats the best checkpoint's (any value, if none)."""
