@@ -20,6 +20,7 @@ shortens every training (a smoke test; the report then says so).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -81,21 +82,28 @@ def train(loss: str, seed: int, workdir: pathlib.Path, args
 
 # Bump when what evaluate_model stores changes: cached evaluations of an
 # older version are redone.
-EVAL_VERSION = 1
+EVAL_VERSION = 2
 
 
-def recalibrate(predictor, folders, measured, protocol) -> dict:
-  """Fits each recalibration method on the images the model's training
-  held out; adds to each folder's entry (``measured``: its
-  ``FolderResults``) the figures after it and returns the fits and the
-  reliability curves (RGB) per folder, before and after."""
-  fitted_on, images = recal_fit.calibration_images('heldout', predictor)
-  recal_fit.check_disjoint(fitted_on, images, folders)
+def fit_all(predictor, workdir, folders, protocol) -> dict:
+  """Each recalibration method fitted on the images the model's training
+  held out (as recorded then), kept off the test folders by content."""
+  fitted_on, images = recal_fit.calibration_images('heldout', workdir)
+  fits = {m: recal_fit.fit_recalibration(predictor, images, protocol,
+                                         method=m, fitted_on=fitted_on,
+                                         quiet=True)
+          for m in recalibration.METHODS}
+  for recal in fits.values():
+    recal_fit.check_disjoint(recal, folders)
+  return fits
+
+
+def recalibrate(fits, folders, measured, protocol) -> dict:
+  """Adds to each folder's entry (``measured``: its ``FolderResults``) the
+  figures after each fit and returns the fits and the reliability curves
+  (RGB) per folder, before and after."""
   out = {'calibration': {}, 'curves': {f.name: {} for f in folders}}
-  for method in recalibration.METHODS:
-    recal = recal_fit.fit_recalibration(
-        predictor, images, protocol, method=method, fitted_on=fitted_on,
-        quiet=True)
+  for method, recal in fits.items():
     out['calibration'][method] = folders_lib.calibration_summary(recal)
     for f in folders:
       folder = measured[f.name]
@@ -130,7 +138,15 @@ def evaluate_model(workdir: pathlib.Path, folders, scale: int,
     if saved.get('key') == key:
       return saved['result']
   predictor = inference.load(workdir, step)
-  protocol = Protocol(scale)
+  protocol, fits = Protocol(scale), {}
+  if predictor.predicts_uncertainty:
+    try:
+      fits = fit_all(predictor, workdir, folders, protocol)
+    except ValueError:
+      pass         # A diverged variance head: measured without it below.
+  if fits:         # Y under the correlation measured on the held-out set.
+    protocol = dataclasses.replace(
+        protocol, y_correlation=fits['sigma_scaling'].y_correlation)
   run = lambda p: folders_lib.evaluate_folders(folders, protocol, p,
                                                quiet=True)
   try:
@@ -142,8 +158,8 @@ def evaluate_model(workdir: pathlib.Path, folders, scale: int,
     result = {'folders': folders_lib.entries(
         run(predictor.without_uncertainty())), 'curves': {},
               'uncertainty_error': str(e)}
-  if 'uncertainty_error' not in result and predictor.predicts_uncertainty:
-    result.update(recalibrate(predictor, folders, measured, protocol))
+  if 'uncertainty_error' not in result and fits:
+    result.update(recalibrate(fits, folders, measured, protocol))
   cache.write_text(json.dumps({'key': key, 'result': result}))
   return result
 

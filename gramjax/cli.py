@@ -20,6 +20,8 @@ from typing import Callable
 from absl import app
 from absl import flags
 
+from gramjax.metrics import recalibration
+from gramjax.metrics.luma import CORRELATION_RANGE
 from gramjax.metrics.quality import CONVENTIONS
 from gramjax.core.errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
                                  Preempted, UserError)
@@ -51,10 +53,12 @@ def define_eval_flags() -> None:
                     'literature does) or per_image means.')
   flags.DEFINE_float('y_correlation', None,
                      "Correlation of the R, G and B errors assumed for the Y "
-                     "channel's variance, in [0, 1]: 1 (the default) adds "
-                     'the channel sigmas, 0 treats the errors as '
-                     'independent. The RGB figures do not depend on it.',
-                     lower_bound=0.0, upper_bound=1.0)
+                     "channel's variance, in [-0.5, 1]: 1 (the default) "
+                     'adds the channel sigmas, 0 treats the errors as '
+                     'independent. With a calibration, the one measured on '
+                     'its images is used instead. The RGB figures do not '
+                     'depend on it.', lower_bound=CORRELATION_RANGE[0],
+                     upper_bound=CORRELATION_RANGE[1])
   define_recalibrate_flag()
 
 
@@ -63,6 +67,23 @@ def define_step_flag():
   return flags.DEFINE_string('step', None, 'Checkpoint step: a number, or '
                              "best (by the run's validation metric); "
                              'default: latest.')
+
+
+def stored_calibration(workdir: str, model_key: dict, use: bool):
+  """The workdir's calibration for these weights (None: none, or
+  ``--norecalibrate``); one fitted on other weights is one error line that
+  says how to go on."""
+  try:
+    return recalibration.for_model(workdir, model_key, use)
+  except recalibration.StaleCalibration as e:
+    raise stale_calibration(e, workdir) from e
+
+
+def stale_calibration(e: Exception, workdir: str = 'W') -> UserError:
+  """``recalibration.StaleCalibration`` as a command's error line."""
+  return UserError(f'{e} Fit it again (python -m gramjax.evaluate '
+                   f'--workdir={workdir} --calibrate_on=DIR), or pass '
+                   '--norecalibrate')
 
 
 def define_recalibrate_flag() -> None:

@@ -27,14 +27,19 @@ Recalibration (docs/evaluation.md, "Recalibration")::
 
   python -m gramjax.evaluate --workdir=W --calibrate_on=DIR --data=...
 
-fits ``--calibration_method`` (sigma_scaling or isotonic) on DIR (or on
-``heldout``: the images ``config.data.holdout`` kept out of training), which
-must share no image with ``--data``, stores it in ``W/calibration.json``
-and reports every folder before and after: each entry gains
-``"calibration"`` (method, fitted_on, values) and
-``"uncertainty_calibrated"`` (the shape of ``"uncertainty"``). Without
-``--calibrate_on`` a stored recalibration of the same checkpoint is used
-(``--norecalibrate``: not).
+fits ``--calibration_method`` on DIR (or on ``heldout``: the images that
+``config.data.holdout`` kept out of training, as recorded then), which
+must share no image's content with ``--data`` (``--allow_in_sample``:
+marked instead), stores it in ``W/calibration.json`` bound to these
+weights, and reports every folder before and after: each entry gains
+``"calibration"`` and, for sigma_scaling and isotonic,
+``"uncertainty_calibrated"`` (the shape of ``"uncertainty"``); for crc and
+rcps (an interval with a finite-sample guarantee at ``--alpha``,
+``--delta``) ``"interval_calibrated"``. Without ``--calibrate_on`` the
+stored calibration is used, refused unless fitted on these very weights
+(``--norecalibrate``: not used). ``--conformal_splits=N`` checks the
+guarantee on each folder by N random calibration/test halvings
+(``"conformal"``).
 """
 
 import pathlib
@@ -60,9 +65,32 @@ _CALIBRATE_ON = flags.DEFINE_string(
     'folder of HR images (or heldout: the images config.data.holdout kept '
     'out of training), store it in the workdir, report before and after.')
 _CALIBRATION_METHOD = flags.DEFINE_enum(
-    'calibration_method', 'sigma_scaling', ['sigma_scaling', 'isotonic'],
+    'calibration_method', 'sigma_scaling',
+    ['sigma_scaling', 'isotonic', 'crc', 'rcps'],
     'With --calibrate_on: sigma_scaling (one factor on sigma, fitted by the '
-    'NLL) or isotonic (the CDF recalibrated, Kuleshov et al. 2018).')
+    'NLL), isotonic (the CDF recalibrated, Kuleshov et al. 2018), or an '
+    'interval mean +- lambda*sigma with a finite-sample guarantee on the '
+    "share of an image's values outside: crc (conformal risk control: "
+    'expected share <= --alpha) or rcps (share <= --alpha with probability '
+    '1 - --delta).')
+_ALPHA = flags.DEFINE_float('alpha', 0.1, 'crc/rcps and --conformal_splits: '
+                            "the share of an image's values allowed outside "
+                            'the interval.', lower_bound=1e-6,
+                            upper_bound=1 - 1e-6)
+_DELTA = flags.DEFINE_float('delta', 0.1, 'rcps: the probability allowed '
+                            'that the guarantee fails.', lower_bound=1e-6,
+                            upper_bound=1 - 1e-6)
+_ALLOW_IN_SAMPLE = flags.DEFINE_bool(
+    'allow_in_sample', False, 'Evaluate --data folders that share images '
+    '(by content) with the calibration images, marking those entries '
+    '"in_sample": true (default: refused).')
+_SPLITS = flags.DEFINE_integer(
+    'conformal_splits', 0, 'Per --data folder: split its images this many '
+    'times at random into calibration and test halves, fit crc, rcps and '
+    'constant width on each calibration half and report how they do on '
+    'the test half ("conformal" in --json).', lower_bound=0)
+_SPLIT_SEED = flags.DEFINE_integer('conformal_seed', 0,
+                                   'Seed of --conformal_splits.')
 _FIGURES = flags.DEFINE_string(
     'figures', None, 'Write a reliability diagram and a sparsification plot '
     "per folder here (needs matplotlib: pip install -e '.[plots]').")
@@ -83,39 +111,67 @@ def check_flags() -> None:
                     '(or --workdir=DIR for a trained model)')
   if _STEP.value is not None and not workdir:
     raise UserError(f'--step={_STEP.value} needs --workdir')
-  if _CALIBRATE_ON.value and not workdir:
-    raise UserError(f'--calibrate_on={_CALIBRATE_ON.value} needs --workdir '
-                    '(a model that predicts uncertainty)')
+  for name, flag in (('--calibrate_on', _CALIBRATE_ON),
+                     ('--conformal_splits', _SPLITS)):
+    if flag.value and not workdir:
+      raise UserError(f'{name}={flag.value} needs --workdir (a model that '
+                      'predicts uncertainty)')
 
 
 def _recalibration(predictor, folders, protocol):
-  """The recalibration the evaluation reports: fitted on --calibrate_on
-  (and stored in the workdir), else the workdir's stored one of this step
-  (unless --norecalibrate); the library's errors named by these flags."""
+  """The calibration the evaluation reports, and the folders that share
+  images with it: fitted on --calibrate_on (and stored in the workdir),
+  else the workdir's stored one (unless --norecalibrate), refused unless
+  fitted on these very weights; the library's errors named by flags."""
   # pylint: disable=g-import-not-at-top
   from gramjax.evaluation import recalibrate
   from gramjax.metrics import recalibration
   # pylint: enable=g-import-not-at-top
-  if not _CALIBRATE_ON.value:
-    if not predictor.predicts_uncertainty:
-      return None
-    return recalibration.for_step(_WORKDIR.value, predictor.step,
-                                  FLAGS.recalibrate)
   if not predictor.predicts_uncertainty:
-    raise UserError('--calibrate_on needs a model that predicts uncertainty '
-                    '(this one was trained with the plain MSE)')
-  fitted_on, images = recalibrate.calibration_images(
-      _CALIBRATE_ON.value, predictor, key='--calibrate_on')
+    if _CALIBRATE_ON.value:
+      raise UserError('--calibrate_on needs a model that predicts '
+                      'uncertainty (this one was trained with the plain '
+                      'MSE)')
+    return None, {}
+  if not _CALIBRATE_ON.value:
+    recal = cli.stored_calibration(_WORKDIR.value, predictor.model_key(),
+                                   FLAGS.recalibrate)
+  else:
+    fitted_on, images = recalibrate.calibration_images(
+        _CALIBRATE_ON.value, _WORKDIR.value, key='--calibrate_on')
+    recal = recalibrate.fit_recalibration(
+        predictor, images, protocol, method=_CALIBRATION_METHOD.value,
+        fitted_on=fitted_on, alpha=_ALPHA.value, delta=_DELTA.value)
   try:
-    recalibrate.check_disjoint(fitted_on, images, folders)
+    shared = ({} if recal is None else recalibrate.check_disjoint(
+        recal, folders, _ALLOW_IN_SAMPLE.value))
   except UserError as e:
-    raise UserError(f'--calibrate_on={fitted_on}: {e}') from e
-  recal = recalibrate.fit_recalibration(
-      predictor, images, protocol, method=_CALIBRATION_METHOD.value,
-      fitted_on=fitted_on)
-  path = recalibration.save(_WORKDIR.value, recal, key='--calibrate_on')
-  print(f'recalibration: {recal.describe()}; wrote {path}', file=sys.stderr)
-  return recal
+    where = (f'--calibrate_on={_CALIBRATE_ON.value}' if _CALIBRATE_ON.value
+             else recalibration.path_in(_WORKDIR.value))
+    raise UserError(f'{where}: {e} (--allow_in_sample)') from e
+  if _CALIBRATE_ON.value:
+    path = recalibration.save(_WORKDIR.value, recal, key='--calibrate_on')
+    print(f'calibration: {recal.describe()}; wrote {path}', file=sys.stderr)
+  return recal, shared
+
+
+def _split_studies(results, entries) -> None:
+  """--conformal_splits on each folder, into its entry's "conformal"."""
+  # pylint: disable=g-import-not-at-top
+  from gramjax.evaluation import intervals
+  # pylint: enable=g-import-not-at-top
+  for name, result in results.items():
+    if not result.images[0].samples:
+      raise UserError('--conformal_splits needs --workdir with a model that '
+                      'predicts uncertainty')
+    try:
+      entries[name]['conformal'] = intervals.split_study(
+          result.images, splits=_SPLITS.value, alpha=_ALPHA.value,
+          delta=_DELTA.value, seed=_SPLIT_SEED.value)
+    except ValueError as e:
+      raise UserError(f'--conformal_splits on {name}: {e}') from e
+    print(intervals.describe_study(name, entries[name]['conformal']),
+          file=sys.stderr)
 
 
 def _main() -> None:
@@ -157,11 +213,20 @@ def _main() -> None:
   # The flags not given leave the library's defaults.
   protocol = Protocol(scale, FLAGS.convention, FLAGS.tile,
                       **cli.given_kwargs('y_correlation', 'aggregation'))
+  shared = {}
   if predictor is not None:
-    protocol = protocol.with_recalibration(
-        _recalibration(predictor, folders, protocol))
+    recal, shared = _recalibration(predictor, folders, protocol)
+    if recal is not None and cli.given('y_correlation') is not None:
+      raise UserError('--y_correlation: the calibration brings its own, '
+                      f'measured on its images ({recal.y_correlation:.3f}); '
+                      'leave it out, or pass --norecalibrate')
+    protocol = protocol.with_recalibration(recal)
   results = folders_lib.evaluate_folders(folders, protocol, predictor)
   entries = folders_lib.entries(results)
+  for name, images in shared.items():
+    entries[name].update(in_sample=True, in_sample_images=images)
+  if _SPLITS.value:
+    _split_studies(results, entries)
   caption = metrics.get_convention(FLAGS.convention).describe(scale)
   print(tables.format_table(
       entries, title=title, caption=caption,

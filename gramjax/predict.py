@@ -27,35 +27,35 @@ needed; a run that fails before writing anything leaves no new folder):
     no strip, the map alone); the scale's top is also stored in the PNG's
     text chunk ``sigma_max_grey``.
 ``<stem>_log_var.npy`` (not with ``--nolog_var``)
-    The raw prediction: float32 (H*s, W*s, 3), v = log sigma^2 per pixel and
-    channel with sigma in the model's [-1, 1] units (so in [0, 1] units
-    sigma = exp(v / 2) / 2, and in grey levels sigma = 255/2 exp(v / 2)).
-    At 12 bytes per output pixel it is most of the output's size.
-
-    >>> v = np.load('photo_log_var.npy')
-    >>> sigma_grey = 255 / 2 * np.exp(v / 2)       # per channel
-    >>> sigma_map = gramjax.core.pixels.sigma_grey(v)   # as in the PNG
+    The raw prediction, whatever calibration is stored: float32 (H*s, W*s,
+    3), v = log sigma^2 per pixel and channel with sigma in the model's
+    [-1, 1] units (in grey levels sigma = 255/2 exp(v / 2);
+    ``gramjax.core.pixels.sigma_grey(v)`` is the PNG's map). At 12 bytes
+    per output pixel it is most of the output's size.
+``<stem>_interval.png``, ``<stem>_interval.npy`` (an interval calibration)
+    With a crc or rcps calibration stored in the workdir (fitted by
+    ``gramjax.evaluate --calibrate_on=DIR --calibration_method=crc``): the
+    half-width lambda x sigma of the interval mean +- lambda x sigma, as a
+    map like the sigma map (grey levels) and, unless ``--nolog_var``, per
+    pixel and channel (float32, grey levels). The console line and the
+    PNG's text chunk ``holds`` say what it is ("90 % interval, CRC on N
+    images of DIR"). A sigma_scaling calibration scales the sigma map (its
+    ``holds`` says so); an isotonic one is refused (``--norecalibrate``).
 
 As each image is done, one line on stdout names its outputs, sizes and
-colour scale. Any image Pillow reads works: RGB, RGBA and LA (the alpha
-channel is dropped, with a note), greyscale, 16-bit PNG (reduced to 8
-bits), palette images, CMYK JPEG, and JPEGs with an EXIF orientation
-(applied first, so the output is upright). Large images are run in
-``--tile`` x ``--tile`` LR tiles with a halo of the model's receptive
-radius, which gives exactly the untiled result at bounded memory; outputs
-are assembled strip by strip and the ``.npy`` is streamed to disk. Images
+colour scale. Any image Pillow reads works (RGB, RGBA and LA with the alpha
+dropped, greyscale, 16-bit, palette, CMYK, EXIF-rotated JPEG: applied
+first). Large images are run in ``--tile`` x ``--tile`` LR tiles with a
+halo of the model's receptive radius, which gives exactly the untiled
+result at bounded memory; the ``.npy`` files are streamed to disk. Images
 over Pillow's decompression-bomb limit (about 89 Mpixel) are refused.
 
-A folder input runs every file in it (not recursing) whose suffix is an
-image suffix (the same as for training and evaluation: .png, .jpg, .jpeg,
-.bmp, .tif, .tiff, .webp, .ppm, .pgm), in name order, with a progress
-line (images done, rate, ETA) on stderr; other entries and hidden files are
-left alone (one note says how many). A file that cannot be read (missing,
-empty, not an image, truncated, corrupt, too large, a folder named like an
-image) is reported as one line ``error: PATH: why`` on stderr and skipped;
-the others are still processed, and the exit status is then 1. Usage errors
-(no model, missing input, an output folder where outputs would overwrite
-inputs, bad flags) print one ``error:`` line and exit with status 2.
+A folder input runs every file in it (not recursing) with an image suffix
+(as for training and evaluation), in name order, with a progress line on
+stderr; other entries are counted in one note. A file that cannot be read
+is one line ``error: PATH: why`` on stderr and skipped; the others are
+still processed, and the exit status is then 1. Usage errors print one
+``error:`` line and exit with status 2.
 ``--verbose`` adds tracebacks and library logs.
 
 Run the same command again after an interruption and it goes on: inputs
@@ -154,16 +154,31 @@ def _load(outdir: pathlib.Path):
   # pylint: disable=g-import-not-at-top
   from gramjax.inference import predictor as inference
   from gramjax.inference import photos
+  from gramjax.metrics import recalibration
   try:
     workdir, step = inference.resolve_model(
         _WORKDIR.value, _CHECKPOINT.value, _STEP.value)
+    stored = (recalibration.load(workdir) if flags.FLAGS.recalibrate
+              else None)
+    if stored is not None and stored.method == 'isotonic':
+      raise UserError(
+          f'{recalibration.path_in(workdir)} holds an isotonic '
+          'recalibration, which has no single sigma to draw: predict draws '
+          'sigma scaling (sigma_scaling) or an interval (crc, rcps). Pass '
+          '--norecalibrate for the raw sigma, or fit one of those with '
+          'python -m gramjax.evaluate --calibration_method=...')
+    interval = stored is not None and stored.interval is not None
     paths, _ = photos.list_inputs(_INPUT.value)
-    jobs = photos.plan_outputs(paths, outdir, log_var=_LOG_VAR.value)
+    jobs = photos.plan_outputs(paths, outdir, log_var=_LOG_VAR.value,
+                               interval=interval)
     todo, done = ((jobs, []) if _REDO.value else
-                  photos.split_done(jobs, outdir, _LOG_VAR.value))
+                  photos.split_done(jobs, outdir, _LOG_VAR.value, interval))
     return workdir, step, todo, done
+  except recalibration.StaleCalibration as e:
+    raise cli.stale_calibration(e, str(workdir)) from e
   except UserError as e:
     raise _with_flags(e) from e
+
 
 
 def _describe(workdir, predictor, recal, n, done, outdir) -> None:
@@ -181,10 +196,14 @@ def _describe(workdir, predictor, recal, n, done, outdir) -> None:
     photos.show(f'skipped {len(done)} image{"s" if len(done) != 1 else ""} '
                 'whose outputs are already complete in the output folder '
                 '(--redo runs them again)')
-  if recal:
-    photos.show(f'uncertainty recalibrated: sigma x '
-                f'{recal.values["rgb"].scale:.3f} ({recal.describe()}; '
-                '--norecalibrate for the raw sigma)')
+  if recal and recal.interval is not None:
+    photos.show(f'interval map: {recal.describe()}; the sigma map and the '
+                '.npy stay raw (--norecalibrate: no interval)')
+  elif recal:
+    photos.show(f'uncertainty map recalibrated: sigma x '
+                f'{recal.values["rgb"].scale:.3f} ({recal.describe()}); the '
+                '.npy holds the raw log-variance (--norecalibrate: the raw '
+                'sigma map)')
 
 
 def _main() -> int:
@@ -193,7 +212,6 @@ def _main() -> int:
   # pylint: disable=g-import-not-at-top
   from gramjax.inference import predictor as inference
   from gramjax.inference import photos
-  from gramjax.metrics import recalibration
   workdir, step, jobs, done = _load(outdir)
   existed = outdir.exists()
   # Removed again if the model does not load (nothing written yet).
@@ -202,7 +220,7 @@ def _main() -> int:
       predictor = inference.load(workdir, step)
     except UserError as e:
       raise _with_flags(e) from e
-    recal = (recalibration.for_step(workdir, predictor.step,
+    recal = (cli.stored_calibration(str(workdir), predictor.model_key(),
                                     flags.FLAGS.recalibrate)
              if predictor.predicts_uncertainty else None)
     n = len(jobs)
@@ -212,7 +230,7 @@ def _main() -> int:
         predictor, jobs, outdir, tile=_TILE.value,
         sigma_max=_SIGMA_MAX.value, log_var=_LOG_VAR.value,
         verbose=cli.VERBOSE.value,
-        sigma_scale=recal.values['rgb'].scale if recal else 1.0,
+        display=photos.Display.of(recal),
         colour_bar=_COLOUR_BAR.value,
         on_result=lambda r: photos.show(r.line(), sys.stdout))
   if not results and not existed:

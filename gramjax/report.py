@@ -71,6 +71,7 @@ def _main() -> None:
   # pylint: disable=g-import-not-at-top
   from gramjax.evaluation import folders as folders_lib
   from gramjax.core import files
+  from gramjax.metrics import recalibration
   from gramjax.reporting import table1 as reporting
   # pylint: enable=g-import-not-at-top
   models = parse_models(_MODELS.value)
@@ -87,12 +88,16 @@ def _main() -> None:
   folders = folders_lib.resolve_folders(FLAGS.data, key='--data')
   figures_dir = None if _NO_FIGURES.value else (
       out.parent / f'{out.stem}_figures')
-  table, columns = reporting.build_report(
-      models, folders, scale=cli.given('scale'), convention=FLAGS.convention,
-      baseline=baseline, tile=FLAGS.tile, figures_dir=figures_dir,
-      fig_images=_FIG_IMAGES.value, link_base=out.parent,
-      recalibrate=FLAGS.recalibrate, scale_key='--scale',
-      **cli.given_kwargs('y_correlation', 'aggregation'))
+  try:
+    table, columns = reporting.build_report(
+        models, folders, scale=cli.given('scale'),
+        convention=FLAGS.convention, baseline=baseline, tile=FLAGS.tile,
+        figures_dir=figures_dir, fig_images=_FIG_IMAGES.value,
+        link_base=out.parent, recalibrate=FLAGS.recalibrate,
+        scale_key='--scale',
+        **cli.given_kwargs('y_correlation', 'aggregation'))
+  except recalibration.StaleCalibration as e:
+    raise cli.stale_calibration(e) from e
   try:
     out.parent.mkdir(parents=True, exist_ok=True)
     files.write_text_atomic(out, table)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
 import pytest
 
 # One persistent JAX compilation cache for the test run and the command
@@ -56,3 +57,34 @@ def training_metrics(workdir) -> list[dict]:
 def error_lines(stderr: str) -> list[str]:
   """The ``error:`` lines of a command's stderr."""
   return [l for l in stderr.splitlines() if l.startswith('error:')]
+
+
+def smooth_image(rng, h, w, channels=3):
+  """A photo-like uint8 image: smooth random field plus a little texture."""
+  from gramjax.core import imresize  # pylint: disable=g-import-not-at-top
+  small = rng.uniform(0, 255, (h // 8 + 2, w // 8 + 2, channels))
+  big = imresize.imresize(small, 8.0)[:h, :w]
+  big = big + rng.normal(0, 6, big.shape)
+  return np.clip(np.round(big), 0, 255).astype(np.uint8)
+
+
+def tiny_model_config(train_dir, total_steps: int = 10, **overrides):
+  """The demo config shrunk to a model that trains in seconds on
+  ``train_dir`` (checkpoints every 5 steps, no validation or samples)."""
+  from configs import demo  # pylint: disable=g-import-not-at-top
+  c = demo.get_config()
+  c.total_steps = total_steps
+  c.log_every = c.checkpoint_every = 5
+  c.tensorboard = False
+  c.model.num_blocks, c.model.channels = 1, 8
+  c.data.crop_size = 32
+  c.data.train_dir = str(train_dir)
+  c.data.sample_images = ''
+  c.batch_size = 4
+  for key, value in overrides.items():
+    *parents, leaf = key.split('.')
+    node = c
+    for name in parents:
+      node = node[name]
+    node[leaf] = value
+  return c

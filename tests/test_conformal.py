@@ -63,15 +63,18 @@ def test_crc_lambda_is_the_exact_infimum(seed):
                                                                    alpha)
 
 
-def test_risk_steps_match_the_per_image_losses():
-  rng = np.random.default_rng(7)
-  images = synthetic_images(rng, 6, pixels=30)
-  lambdas, risks = conformal.empirical_risk_steps(images)
-  assert np.all(np.diff(lambdas) >= 0) and np.all(np.diff(risks) <= 1e-15)
-  for lam, risk in zip(lambdas, risks):
-    assert risk == pytest.approx(np.mean([im.loss(lam) for im in images]),
-                                 abs=1e-12)
-  assert risks[-1] == 0.0
+@pytest.mark.parametrize('seed', range(3))
+def test_rcps_lambda_is_the_exact_infimum(seed):
+  """Against every candidate in order: the first whose Hoeffding-Bentkus
+  p-value is below delta."""
+  rng = np.random.default_rng(seed)
+  images = synthetic_images(rng, 30, pixels=25)
+  cands = np.unique(np.concatenate([[0.0]] + [im.sorted for im in images]))
+  for alpha, delta in ((0.2, 0.1), (0.3, 0.05)):
+    want = next((lam for lam in cands if conformal.hb_p_value(
+        np.mean([im.loss(lam) for im in images]), 30, alpha) < delta),
+                math.inf)
+    assert conformal.rcps_lambda(images, alpha, delta) == want
 
 
 def test_too_few_images_give_an_infinite_lambda():

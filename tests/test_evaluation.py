@@ -18,6 +18,7 @@ from PIL import Image
 from configs import demo as demo_config
 from gramjax.metrics import summary
 from gramjax import data as data_lib
+from gramjax.data import heldout
 from gramjax.evaluation import folders as folders_lib
 from gramjax.evaluation import protocol as evaluation
 from gramjax.evaluation.protocol import Protocol
@@ -29,19 +30,12 @@ from gramjax.reporting import tables
 from gramjax.training import loop as train
 from gramjax.metrics import uncertainty
 from gramjax.core.errors import UserError
-from tests.conftest import error_lines, run_module, shared_data
+from tests.conftest import (error_lines, run_module, shared_data,
+                            smooth_image, tiny_model_config)
 
 ENTRY_KEYS = {'psnr', 'ssim', 'images', 'convention'}
 UNCERTAINTY_KEYS = {'sigma_rgb_mean_grey', 'sigma_rgb_median_grey',
                     'rmse_grey', 'nll_grey', 'error_channel_correlation'}
-
-
-def smooth_image(rng, h, w, channels=3):
-  """A photo-like image: smooth random field plus a little texture."""
-  small = rng.uniform(0, 255, (h // 8 + 2, w // 8 + 2, channels))
-  big = imresize.imresize(small, 8.0)[:h, :w]
-  big = big + rng.normal(0, 6, big.shape)
-  return np.clip(np.round(big), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope='module')
@@ -64,19 +58,8 @@ def folders(tmp_path_factory):
 def workdir(folders, tmp_path_factory):
   """A tiny x4 model trained for 10 steps (checkpoints at 5 and 10)."""
   train_dir, _ = folders
-  c = demo_config.get_config()
-  c.total_steps = 10
-  c.log_every = 5
-  c.checkpoint_every = 5
-  c.tensorboard = False
-  c.model.num_blocks = 1
-  c.model.channels = 8
-  c.data.crop_size = 32
-  c.data.train_dir = str(train_dir)
-  c.data.sample_images = ''
-  c.batch_size = 4
   w = tmp_path_factory.mktemp('workdir')
-  train.train_and_evaluate(c, w)
+  train.train_and_evaluate(tiny_model_config(train_dir), w)
   return w
 
 
@@ -212,11 +195,15 @@ def test_workdir_evaluates_with_uncertainty(workdir, folders, tmp_path):
   assert r.returncode == 0, r.stderr[-3000:]
   result = json.loads(out.read_text())
   entry = result['Synth']
-  assert set(entry) == ENTRY_KEYS | UNCERTAINTY_KEYS | {'step', 'uncertainty'}
+  assert set(entry) == ENTRY_KEYS | UNCERTAINTY_KEYS | {
+      'step', 'uncertainty', 'error_channel_correlation_of'}
+  assert entry['error_channel_correlation_of'].startswith(
+      'standardised errors e/sigma, pooled')
   quality = entry['uncertainty']
   assert set(quality) == {'units', 'y', 'rgb', 'y_correlation',
-                          'error_channel_correlation', 'aggregation',
-                          'pooled_share', 'undefined'}
+                          'y_correlation_from', 'error_channel_correlation',
+                          'aggregation', 'pooled_share', 'undefined'}
+  assert quality['y_correlation_from'].startswith('assumed')
   assert (quality['error_channel_correlation'] ==
           entry['error_channel_correlation'])
   assert quality['aggregation'] == 'pooled'
@@ -507,13 +494,26 @@ def test_calibrate_on_stores_the_fit_and_reports_before_and_after(
   saved = json.loads((calibrated.workdir / 'calibration.json').read_text())
   assert saved['method'] == 'sigma_scaling'
   assert saved['fitted_on'] == str(calibrated.calib)
-  assert saved['images'] == ['c1.png', 'c2.png'] and saved['step'] == 10
-  # The fitted factor, by hand from the calibration images' pooled values.
   predictor = inference.load(calibrated.workdir)
-  _, eval_dir = folders
+  assert saved['model'] == predictor.model_key() and saved['model'][
+      'step'] == 10
+  assert saved['images'] == [
+      {'name': n, 'sha256': data_lib.content_digest(data_lib.load_image(
+          calibrated.calib / n))} for n in ('c1.png', 'c2.png')]
+  # The Y correlation: of the standardised errors, pooled, by hand.
   folder = folders_lib.resolve_folders(str(calibrated.calib))[0]
-  results = folders_lib.evaluate_folder(folder, Protocol(4), predictor,
-                                        quiet=True).images
+  rgb = folders_lib.evaluate_folder(folder, Protocol(4), predictor,
+                                    quiet=True).images
+  z = np.concatenate([np.divide(*r.samples['rgb']).reshape(-1, 3)
+                      for r in rgb])
+  c = np.corrcoef(z.T)
+  assert saved['y_correlation'] == pytest.approx(   # float32 samples.
+      (c[0, 1] + c[0, 2] + c[1, 2]) / 3, rel=1e-6)
+  # The fitted factor, by hand from the calibration images' pooled values
+  # (Y under that correlation).
+  results = folders_lib.evaluate_folder(
+      folder, Protocol(4, y_correlation=saved['y_correlation']), predictor,
+      quiet=True).images
   for channel in ('rgb', 'y'):
     res = folders_lib.pooled_residuals(results, channel)
     err, sig = res.err, res.sigma
@@ -522,9 +522,14 @@ def test_calibrate_on_stores_the_fit_and_reports_before_and_after(
   entry = calibrated.entry
   assert entry['calibration'] == {
       'method': 'sigma_scaling', 'fitted_on': str(calibrated.calib),
-      'images': 2, 'step': 10,
+      'images': 2, 'step': 10, 'weights_digest': predictor.digest,
+      'y_correlation': saved['y_correlation'],
       'values': {c: {'scale': saved['values'][c]['scale']}
                  for c in ('rgb', 'y')}}
+  # The folder's Y figures use the calibration's correlation, and say so.
+  assert entry['uncertainty']['y_correlation'] == saved['y_correlation']
+  assert entry['uncertainty']['y_correlation_from'] == (
+      f'measured on the calibration images ({calibrated.calib})')
   before, after = entry['uncertainty'], entry['uncertainty_calibrated']
   assert set(after) == set(before)
   for channel in ('rgb', 'y'):
@@ -554,12 +559,17 @@ def test_stored_calibration_used_by_default_and_turned_off(calibrated,
                  '--norecalibrate', f'--data={eval_dir}', f'--json={out}')
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'uncertainty_calibrated' not in json.loads(out.read_text())['Synth']
-  # Fitted at step 10: not used for step 5, and said so.
+  # Fitted on the weights of step 10: refused for step 5's, in one line
+  # that says how to go on.
   r = run_module('evaluate', f'--workdir={calibrated.workdir}', '--step=5',
                  f'--data={eval_dir}', f'--json={out}')
-  assert r.returncode == 0, r.stderr[-3000:]
-  assert 'uncertainty_calibrated' not in json.loads(out.read_text())['Synth']
-  assert 'fitted at step 10, not at step 5' in r.stderr
+  assert r.returncode == 2
+  (line,) = error_lines(r.stderr)
+  assert line.startswith(f'error: {calibrated.workdir / "calibration.json"} '
+                         'was fitted on other weights (step 10, ')
+  assert line.endswith(f'Fit it again (python -m gramjax.evaluate '
+                       f'--workdir={calibrated.workdir} --calibrate_on=DIR),'
+                       ' or pass --norecalibrate')
 
 
 def test_report_and_predict_use_the_stored_calibration(calibrated, folders,
@@ -580,11 +590,15 @@ def test_report_and_predict_use_the_stored_calibration(calibrated, folders,
                    flag)
     assert r.returncode == 0, r.stderr[-3000:]
     logs[flag] = np.load(outdir / 'a_log_var.npy')
-    assert ('uncertainty recalibrated' in r.stderr + r.stdout) == (
+    assert ('uncertainty map recalibrated' in r.stderr + r.stdout) == (
         flag == '--recalibrate')
-  np.testing.assert_allclose(logs['--recalibrate'],
-                             logs['--norecalibrate'] + 2 * math.log(scale),
-                             atol=1e-5)
+    with Image.open(outdir / 'a_uncertainty.png') as im:
+      holds = im.info['holds']
+    assert holds.startswith(f'sigma x {scale:.4g}, sigma_scaling fitted on'
+                            if flag == '--recalibrate' else 'raw sigma')
+  # The .npy is the raw log-variance either way.
+  np.testing.assert_array_equal(logs['--recalibrate'],
+                                logs['--norecalibrate'])
 
 
 def test_isotonic_recalibration_through_the_command(calibrated, folders,
@@ -605,6 +619,15 @@ def test_isotonic_recalibration_through_the_command(calibrated, folders,
   after = json.loads(out.read_text())['Synth']['uncertainty_calibrated']
   assert math.isnan(after['rgb']['nll'])
   assert 0 <= after['rgb']['coverage_90'] <= 1
+  # predict cannot draw an isotonic fit as one sigma: refused, not
+  # mislabelled.
+  r = run_module('predict', f'--workdir={work}',
+                 f'--input={eval_dir / "a.png"}', f'--output={tmp_path / "p"}')
+  assert r.returncode == 2
+  (line,) = error_lines(r.stderr)
+  assert 'holds an isotonic recalibration' in line and (
+      '--norecalibrate' in line)
+  assert not (tmp_path / 'p').exists()
 
 
 def test_calibrating_on_a_test_folder_is_refused(calibrated, folders):
@@ -614,22 +637,61 @@ def test_calibrating_on_a_test_folder_is_refused(calibrated, folders):
                  f'--data={eval_dir},{calibrated.calib}')
   assert r.returncode == 2
   (line,) = error_lines(r.stderr)
-  assert f'--calibrate_on={eval_dir}' in line and 'share 2 image' in line
+  assert f'--calibrate_on={eval_dir}' in line and (
+      'share 2 image(s) by content' in line) and '--allow_in_sample' in line
   r = run_module('evaluate', '--method=bicubic',
                  f'--calibrate_on={calibrated.calib}', f'--data={eval_dir}')
   assert r.returncode == 2 and '--calibrate_on' in r.stderr
 
 
-def test_heldout_images_are_the_ones_training_left_out(folders):
+def test_heldout_images_are_the_ones_recorded_when_training_started(
+    folders, tmp_path):
   train_dir, _ = folders
+  train = tmp_path / 'train'
+  shutil.copytree(train_dir, train)
   config = demo_config.get_config()
-  config.data.train_dir = str(train_dir)
+  config.data.train_dir = str(train)
   config.data.holdout = 2
-  predictor = types.SimpleNamespace(config=config)
-  fitted_on, images = recalibrate.calibration_images('heldout', predictor)
+  work = tmp_path / 'w'
+  work.mkdir()
+  heldout.record(work, config.data)
+  fitted_on, images = recalibrate.calibration_images('heldout', work)
   assert [p.name for p in images] == ['1.png', '3.png']
-  assert fitted_on.startswith('heldout: 2 images of ')
-  test = folders_lib.Folder('T', train_dir, [train_dir / '3.png'])
-  with pytest.raises(UserError, match=r'recalibration images \(heldout: 2 '
-                     r'images.*share 1 image\(s\) \(e.g. 3.png\)'):
-    recalibrate.check_disjoint(fitted_on, images, [test])
+  assert fitted_on.startswith('heldout: 2 images held out of training by ')
+  # A file added to the training folder moves the positions, not the
+  # record: the same images stay held out.
+  shutil.copy(train / '0.png', train / '00.png')
+  assert data_lib.held_out_images(config.data) != images
+  assert recalibrate.calibration_images('heldout', work)[1] == images
+  # A held-out image changed or removed since: refused, naming it.
+  Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(train / '3.png')
+  with pytest.raises(UserError, match=r'held-out image .*3.png has changed'):
+    recalibrate.calibration_images('heldout', work)
+  (train / '3.png').unlink()
+  with pytest.raises(UserError, match=r'held-out image .*3.png has vanished'):
+    recalibrate.calibration_images('heldout', work)
+  with pytest.raises(UserError, match='recorded no held-out images'):
+    recalibrate.calibration_images('heldout', tmp_path)
+
+
+def test_a_copy_of_a_calibration_image_elsewhere_is_found_by_content(
+    folders, tmp_path):
+  train_dir, _ = folders
+  other = tmp_path / 'other'
+  other.mkdir()
+  # The same pixels under another name and in another lossless format.
+  Image.open(train_dir / '3.png').save(other / 'copy.bmp')
+  shutil.copy(train_dir / '1.png', other / 'x.png')
+  Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(other / 'new.png')
+  digests = recalibrate.image_digests([train_dir / '1.png',
+                                       train_dir / '3.png'])
+  test = folders_lib.resolve_folders(str(other))
+  assert recalibrate.shared_images(digests, test) == {
+      'other': ['copy.bmp', 'x.png']}
+  recal = types.SimpleNamespace(images=digests, fitted_on='cal')
+  with pytest.raises(UserError, match=r'the calibration images \(cal\) and '
+                     r'the test folder other share 2 image\(s\) by content '
+                     r'\(e.g. copy.bmp\)'):
+    recalibrate.check_disjoint(recal, test)
+  assert recalibrate.check_disjoint(recal, test, allow_in_sample=True) == {
+      'other': ['copy.bmp', 'x.png']}

@@ -190,7 +190,7 @@ def test_predict_gives_outputs_or_one_error_line(predictor, scratch, file):
     lr = data_lib.load_image(path)
     assert r.lr_size == (lr.shape[1], lr.shape[0])
     assert sorted(p.name for p in outdir.iterdir()) == sorted(
-        o.name for o in job.outputs(outdir))
+        o.name for o in job.outputs(outdir).values())
     with Image.open(r.sr) as sr:
       assert sr.size == (lr.shape[1] * 4, lr.shape[0] * 4)
   else:

@@ -16,7 +16,6 @@ from gramjax.metrics import summary
 from gramjax.metrics import recalibration as rc
 from gramjax.metrics import uncertainty
 from gramjax.metrics.residuals import Residuals
-from gramjax.core.errors import UserError
 
 
 def sample(seed, n=200_000, scale=2.0, dist='normal'):
@@ -130,29 +129,62 @@ def test_interval_score_with_explicit_bounds_equals_a_direct_sum():
   assert got == pytest.approx(np.mean(want), rel=1e-10)
 
 
+MODEL = {'step': 12, 'weights': 'ema', 'digest': 'ab' * 32, 'scale': 4,
+         'loss': 'gram'}
+
+
 def test_fit_channels_round_trips_through_the_workdir(tmp_path):
   pairs = {'rgb': Residuals.of(*sample(7, n=5_000)),
            'y': Residuals.of(*sample(8, n=5_000, scale=3.0))}
   for method in rc.METHODS:
-    recal = rc.fit_channels(method, pairs, fitted_on='held', images=['a.png'],
-                            step=12, y_correlation=1.0)
+    recal = rc.fit_channels(method, pairs, fitted_on='held',
+                            images=[('a.png', 'cd' * 32)], model=MODEL,
+                            y_correlation=0.7)
     rc.save(tmp_path, recal)
     assert rc.load(tmp_path) == recal
-    assert rc.for_step(tmp_path, 12) == recal
-    assert rc.for_step(tmp_path, 12, use=False) is None
-    assert rc.for_step(tmp_path, 11) is None           # Another checkpoint.
+    assert rc.for_model(tmp_path, MODEL) == recal
+    assert rc.for_model(tmp_path, MODEL, use=False) is None
+    # Other weights at the same step, or another scale: refused.
+    for other in ({**MODEL, 'digest': 'ef' * 32}, {**MODEL, 'scale': 2}):
+      with pytest.raises(rc.StaleCalibration, match='was fitted on other '
+                         r'weights \(step 12, ema weights abababababab, x4\)'):
+        rc.for_model(tmp_path, other)
     assert recal.values['y'].scale == pytest.approx(3.0, rel=0.05)
   assert rc.load(tmp_path / 'nothing') is None
 
 
+def test_interval_calibration_round_trips_and_states_its_definition(
+    tmp_path):
+  interval = rc.Interval(0.1, None, 20, {'rgb': 1.8, 'y': 2.1},
+                         {'rgb': 9.5, 'y': 8.0})
+  recal = rc.Recalibration('crc', 'calib', (('a.png', 'cd' * 32),), MODEL,
+                           0.6, {}, interval)
+  rc.save(tmp_path, recal)
+  saved = json.loads((tmp_path / rc.FILE_NAME).read_text())
+  assert saved['interval']['definition'].startswith(
+      'mean +- lambda * sigma per value, sigma = exp(log_var / 2) of the raw '
+      "log-variance in the model's [-1, 1] units")
+  assert saved['interval']['lambda'] == {'rgb': 1.8, 'y': 2.1}
+  assert (saved['interval']['n'], saved['interval']['alpha']) == (20, 0.1)
+  assert saved['model'] == MODEL and 'values' not in saved
+  assert rc.load(tmp_path) == recal
+  assert recal.describe().startswith('90 % interval, CRC on 1 images of '
+                                     'calib (step 12; rgb lambda = 1.800')
+
+
 @pytest.mark.parametrize('content', [
     'not json', '{"method": "platt"}',
+    json.dumps({'format': 2, 'method': 'sigma_scaling', 'fitted_on': 'x',
+                'images': [], 'model': MODEL, 'y_correlation': 1.0,
+                'values': {'rgb': {'scale': -1.0}, 'y': {'scale': 1.0}}}),
+    # Written before calibrations recorded their weights: not applied.
     json.dumps({'method': 'sigma_scaling', 'fitted_on': 'x', 'images': [],
                 'step': 1, 'y_correlation': 1.0,
-                'values': {'rgb': {'scale': -1.0}, 'y': {'scale': 1.0}}})])
+                'values': {'rgb': {'scale': 1.0}, 'y': {'scale': 1.0}}})])
 def test_damaged_calibration_file_names_it(tmp_path, content):
   (tmp_path / rc.FILE_NAME).write_text(content)
-  with pytest.raises(UserError, match='calibration.json'):
+  with pytest.raises(rc.StaleCalibration, match='calibration.json: not a '
+                     'calibration this version can apply'):
     rc.load(tmp_path)
 
 

@@ -13,6 +13,7 @@ Decoded images are uint8 RGB (H, W, 3) in [0, 255].
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import pathlib
@@ -111,6 +112,13 @@ class ImageFile:
   rgb: np.ndarray
   mode: str
   alpha: bool
+
+
+def content_digest(rgb: np.ndarray) -> str:
+  """SHA-256 of decoded uint8 pixels (shape and bytes): the same for the
+  same image in another file, folder or lossless format."""
+  rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+  return hashlib.sha256(f'{rgb.shape};'.encode() + rgb.tobytes()).hexdigest()
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

@@ -26,10 +26,12 @@ from PIL import Image
 from gramjax import data as data_lib
 from gramjax.core import progress
 from gramjax.core.errors import UserError
+from gramjax.evaluation import intervals
 from gramjax.evaluation.protocol import Curves
 from gramjax.evaluation.protocol import evaluate_image
 from gramjax.evaluation.protocol import ImageResult
 from gramjax.evaluation.protocol import Protocol
+from gramjax.metrics import luma
 from gramjax.metrics import recalibration
 from gramjax.metrics import summary
 from gramjax.metrics.residuals import Residuals
@@ -37,6 +39,8 @@ from gramjax.metrics.residuals import Residuals
 # error and sigma: 256 MiB); above it every image gives the same share.
 POOL_VALUES = 1 << 25
 
+CORRELATION_OF = ('standardised errors e/sigma, pooled over the folder\'s '
+                  'pixels (mean of the three channel pairs)')
 QUALITY_UNITS = ('grey levels ([0, 255]); nll in nats per pixel of that '
                  'channel; ause, aurg, auce and coverage dimensionless')
 
@@ -110,18 +114,29 @@ def pooled_residuals(results: Sequence[ImageResult], channel: str
   return Residuals.pool(r.samples[channel] for r in results)
 
 
+def pooled_correlation(results: Sequence[ImageResult]) -> float:
+  """The channel correlation of the standardised errors, pooled over the
+  images' pixels."""
+  return luma.correlation_from_moments(sum(r.moments for r in results))
+
+
 def calibrated_entry(measured: FolderResults, protocol: Protocol,
                      recal: recalibration.Recalibration) -> dict:
   """The ``uncertainty_calibrated`` that ``recal`` would give a folder
   already measured under ``protocol`` (pooled; a pooled entry's ranking
   figures reused): one measurement, several recalibrations."""
-  _check_correlation(recal, protocol)
   before = (measured.entry['uncertainty']
             if protocol.aggregation == 'pooled' else None)
   out = _uncertainty_head(measured.entry, protocol, 'pooled',
                           measured.pool_rate)
   out['undefined'] = {}
   for channel in measured.images[0].samples:
+    if channel == 'y' and recal.y_correlation != protocol.y_correlation:
+      # Measured under another channel correlation than the fit's.
+      out['y_left_out'] = (f'the folder was measured with a Y correlation '
+                           f'of {protocol.y_correlation}, the fit with '
+                           f'{recal.y_correlation}')
+      continue
     out[channel] = recalibration.figures(
         recal.values[channel], pooled_residuals(measured.images, channel),
         before=before[channel] if before else None)
@@ -144,10 +159,12 @@ def _per_image_means(results: Sequence[ImageResult], channel: str
 def _uncertainty_head(entry: dict, protocol: Protocol, aggregation: str,
                       pool_rate: float) -> dict[str, Any]:
   """What every uncertainty block states first: units, the channel
-  correlation Y's variance assumed beside the one measured (the mean over
-  images of each image's), the aggregation."""
+  correlation Y's variance assumed (and where it came from) beside the one
+  measured on this folder (pooled standardised errors: shown, never used
+  for the folder's own figures), the aggregation."""
   out = {'units': QUALITY_UNITS,
          'y_correlation': float(protocol.y_correlation),
+         'y_correlation_from': protocol.correlation_source,
          'error_channel_correlation': entry.get('error_channel_correlation'),
          'aggregation': aggregation}
   if aggregation == 'pooled':
@@ -158,9 +175,18 @@ def _uncertainty_head(entry: dict, protocol: Protocol, aggregation: str,
 def calibration_summary(recal: recalibration.Recalibration) -> dict:
   """The ``calibration`` of a folder entry (the quantiles of an isotonic
   fit stay in the workdir's calibration.json)."""
-  return {'method': recal.method, 'fitted_on': recal.fitted_on,
-          'images': len(recal.images), 'step': recal.step,
-          'values': {c: {'scale': f.scale} for c, f in recal.values.items()}}
+  out = {'method': recal.method, 'fitted_on': recal.fitted_on,
+         'images': len(recal.images), 'step': recal.step,
+         'weights_digest': recal.model['digest'],
+         'y_correlation': recal.y_correlation}
+  if recal.interval is not None:
+    out['interval'] = {'alpha': recal.interval.alpha,
+                       'delta': recal.interval.delta,
+                       'lambda': dict(recal.interval.lam),
+                       'definition': recalibration.INTERVAL_DEFINITION}
+  else:
+    out['values'] = {c: {'scale': f.scale} for c, f in recal.values.items()}
+  return out
 
 
 def folder_entry(results: Sequence[ImageResult], protocol: Protocol,
@@ -179,11 +205,19 @@ def folder_entry(results: Sequence[ImageResult], protocol: Protocol,
     entry['step'] = int(step)
   for k in (results[0].uncertainty if results else {}):
     entry[k] = float(np.mean([r.uncertainty[k] for r in results]))
+  if results and results[0].moments is not None:
+    entry['error_channel_correlation'] = pooled_correlation(results)
+    entry['error_channel_correlation_of'] = CORRELATION_OF
   if not (results and results[0].samples):
     return entry, None
   recal, pooled = protocol.recalibration, protocol.aggregation == 'pooled'
   unc = entry['uncertainty'] = _uncertainty_head(
       entry, protocol, protocol.aggregation, pool_rate)
+  if recal is not None and recal.interval is not None:
+    entry['calibration'] = calibration_summary(recal)
+    entry['interval_calibrated'] = intervals.interval_entry(
+        results, recal.interval, recal.method)
+    recal = None                  # No distribution to recalibrate.
   if recal is not None:
     calibrated = _uncertainty_head(entry, protocol, 'pooled', pool_rate)
     calibrated['undefined'] = {}
@@ -207,18 +241,9 @@ def folder_entry(results: Sequence[ImageResult], protocol: Protocol,
     logging.warning('%s undefined on %d of %d images (left out of its '
                     'mean)', name, n, len(results))
   if recal is not None:
-    _check_correlation(recal, protocol)
     entry['calibration'] = calibration_summary(recal)
     entry['uncertainty_calibrated'] = calibrated
   return entry, curves
-
-
-def _check_correlation(recal, protocol: Protocol) -> None:
-  if recal.y_correlation != protocol.y_correlation:
-    logging.warning('the recalibration was fitted with Y errors of '
-                    'correlation %g, this evaluation assumes %g: its Y '
-                    'figures mix the two', recal.y_correlation,
-                    protocol.y_correlation)
 
 
 def folder_results(folder: Folder, protocol: Protocol, predictor=None, *,

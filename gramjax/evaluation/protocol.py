@@ -19,7 +19,10 @@ the unrounded mean, RGB), ``nll_grey`` (Gaussian NLL per pixel and channel),
 and ``quality['y'|'rgb']``: ``gramjax.metrics.summary.summarize`` on the luma
 (its variance from the channel variances under an assumed correlation of the
 channel errors, ``y_correlation``, full by default) and on every channel of
-every pixel; ``error_channel_correlation``: the measured one.
+every pixel; ``error_channel_correlation``: the measured one, the Pearson
+correlation of the standardised errors e/sigma (mean of the three channel
+pairs; what the Y variance assumes), with the sums that pool it over a
+folder (``moments``, ``gramjax.metrics.luma.standardized_moments``).
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ class Protocol:
   the model (0: whole image); ``aggregation``: a folder's uncertainty
   figures pooled over its pixels or per-image means (``AGGREGATIONS``);
   ``y_correlation``: the channel-error correlation Y's variance assumes;
-  ``recalibration``: figures also after this fit; ``channels``: the channel
+  ``recalibration``: figures also after this fit (``with_recalibration``
+  also takes its Y correlation, measured on its images); ``channels``: the channel
   spaces whose uncertainty is measured. A bad value is a ``UserError``
   naming its field.
   """
@@ -82,7 +86,9 @@ class Protocol:
                  'an integer >= 0 (0: no tiling)'),
         'aggregation': (self.aggregation in AGGREGATIONS,
                         f'one of {", ".join(AGGREGATIONS)}'),
-        'y_correlation': (0.0 <= self.y_correlation <= 1.0, 'in [0, 1]'),
+        'y_correlation': (luma.CORRELATION_RANGE[0] <= self.y_correlation
+                          <= luma.CORRELATION_RANGE[1],
+                          'in [{}, {}]'.format(*luma.CORRELATION_RANGE)),
         'channels': (bool(self.channels) and
                      set(self.channels) <= set(CHANNEL_SPACES),
                      f'some of {", ".join(CHANNEL_SPACES)}')}
@@ -91,7 +97,20 @@ class Protocol:
         raise UserError(f'{key}={getattr(self, key)!r}: use {wanted}')
 
   def with_recalibration(self, recal) -> 'Protocol':
-    return dataclasses.replace(self, recalibration=recal)
+    """This protocol with ``recal`` (None: none) and, with one, the Y
+    correlation measured on its calibration images."""
+    if recal is None:
+      return dataclasses.replace(self, recalibration=None)
+    return dataclasses.replace(self, recalibration=recal,
+                               y_correlation=recal.y_correlation)
+
+  @property
+  def correlation_source(self) -> str:
+    """Where ``y_correlation`` comes from, for the JSON."""
+    if self.recalibration is not None:
+      return ('measured on the calibration images '
+              f'({self.recalibration.fitted_on})')
+    return 'assumed (the default, or as given)'
 
   @property
   def pools(self) -> bool:
@@ -128,11 +147,13 @@ class ImageUncertainty:
   """One image's uncertainty (``image_uncertainty``): ``summary`` (module
   doc: sigma, rmse, nll, channel correlation), per channel space its
   ``quality`` (``summary.summarize``) and ``curves`` (image figures only),
-  and float32 (error, sigma) ``samples`` for pooling."""
+  float32 (error, sigma) ``samples`` for pooling, and the standardised
+  errors' ``moments`` (13,) for a pooled channel correlation."""
   summary: dict[str, float]
   quality: dict[str, dict[str, float]]
   curves: dict[str, Curves]
   samples: dict[str, tuple[np.ndarray, np.ndarray]]
+  moments: np.ndarray | None = None
 
 
 def image_uncertainty(mean: np.ndarray, log_var: np.ndarray,
@@ -154,13 +175,14 @@ def image_uncertainty(mean: np.ndarray, log_var: np.ndarray,
   sigma = np.sqrt(var.mean(axis=-1))               # Per pixel.
   err2 = (hr - mu) ** 2
   nll = 0.5 * (np.log(2 * math.pi * var) + err2 / var)
+  moments = luma.standardized_moments(hr - mu, np.sqrt(var))
   out = ImageUncertainty({
       'sigma_rgb_mean_grey': float(sigma.mean()),
       'sigma_rgb_median_grey': float(np.median(sigma)),
       'rmse_grey': float(np.sqrt(err2.mean())),
       'nll_grey': float(nll.mean()),
-      'error_channel_correlation': luma.channel_correlation(hr - mu)},
-      {}, {}, {})
+      'error_channel_correlation': luma.correlation_from_moments(moments)},
+      {}, {}, {}, moments)
   mu_y, var_y = luma.y_channel(mu, var, protocol.y_correlation)
   pairs = {'y': lambda: (metrics.rgb_to_y(hr) - mu_y, np.sqrt(var_y)),
            'rgb': lambda: (hr - mu, np.sqrt(var))}
@@ -194,6 +216,7 @@ class ImageResult:
                                                 repr=False)
   samples: dict[str, tuple] = dataclasses.field(default_factory=dict,
                                                 repr=False)
+  moments: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
 
 def evaluate_image(path: str | os.PathLike, protocol: Protocol,
@@ -226,4 +249,4 @@ def evaluate_image(path: str | os.PathLike, protocol: Protocol,
   psnr, ssim = metrics.measure(sr, hr, scale=scale,
                                convention=protocol.convention, grey=grey)
   return ImageResult(path.name, psnr, ssim, grey, unc.summary, unc.quality,
-                     unc.curves, unc.samples)
+                     unc.curves, unc.samples, unc.moments)

@@ -1,65 +1,140 @@
-"""Fitting a recalibration on held-out images, run as an evaluation folder
-(same LR, same shave), and keeping it off the folders it is tested on."""
+"""Fitting a calibration on held-out images, run as an evaluation folder
+(same LR, same shave), bound to the weights it was fitted on, and kept off
+the folders it is tested on (by content, not by path)."""
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import logging
+import math
 import pathlib
 from typing import Sequence
 
+import numpy as np
+
 from gramjax import data as data_lib
 from gramjax.core.errors import UserError
+from gramjax.data import heldout
 from gramjax.evaluation import folders as folders_lib
+from gramjax.evaluation import intervals
 from gramjax.evaluation.protocol import Protocol
+from gramjax.metrics import conformal
+from gramjax.metrics import luma
 from gramjax.metrics import recalibration
 from gramjax.metrics.residuals import Residuals
 
 
-def calibration_images(spec: str, predictor, key: str = 'calibrate_on'
+def calibration_images(spec: str, workdir, key: str = 'calibrate_on'
                        ) -> tuple[str, list[pathlib.Path]]:
-  """``(fitted_on, images)`` of the recalibration's images ``spec``: a
-  folder of HR images, or ``heldout``, the images the model's training
-  left out (``config.data.holdout``); errors name ``key``."""
+  """``(fitted_on, images)`` of the calibration's images ``spec``: a
+  folder of HR images, or ``heldout``, the images the run recorded as held
+  out when training started (``data.heldout``); errors name ``key``."""
   if spec == 'heldout':
-    images = data_lib.held_out_images(predictor.config.data)
-    return (f'heldout: {len(images)} images of '
-            f'{predictor.config.data.train_dir}', images)
+    images = heldout.recorded(workdir)
+    return (f'heldout: {len(images)} images held out of training by '
+            f'{workdir}', images)
   (folder,) = folders_lib.resolve_folders(spec, key=key)
   return str(folder.path), folder.images
 
 
-def check_disjoint(fitted_on: str, images: Sequence[pathlib.Path],
-                   folders: Sequence[folders_lib.Folder]) -> None:
-  """Refuses test folders that share an image (or the folder) with the
-  recalibration's, naming both."""
-  mine = {os.path.realpath(p): p for p in images}
+def image_digests(images: Sequence[pathlib.Path]) -> list[tuple[str, str]]:
+  """(name, content digest) of each image (``data.content_digest``)."""
+  return [(p.name, data_lib.content_digest(data_lib.load_image(p)))
+          for p in images]
+
+
+def shared_images(calibration: Sequence[tuple[str, str]],
+                  folders: Sequence[folders_lib.Folder]
+                  ) -> dict[str, list[str]]:
+  """``{folder name: [its images with the pixels of a calibration
+  image]}`` for the folders that share any (by content: a copy under
+  another name or folder is found)."""
+  mine = {digest for _, digest in calibration}
+  out = {}
   for folder in folders:
-    shared = [p for p in folder.images if os.path.realpath(p) in mine]
+    shared = [name for name, digest in image_digests(folder.images)
+              if digest in mine]
     if shared:
-      raise UserError(
-          f'the recalibration images ({fitted_on}) and the test folder '
-          f'{folder.path} '
-          f'share {len(shared)} image(s) (e.g. {shared[0].name}): a '
-          'recalibration must be fitted on images it is not tested on')
+      out[folder.name] = shared
+  return out
+
+
+def check_disjoint(recal: recalibration.Recalibration,
+                   folders: Sequence[folders_lib.Folder],
+                   allow_in_sample: bool = False) -> dict[str, list[str]]:
+  """Refuses test folders that share an image's content with ``recal``'s
+  calibration images, naming both; ``allow_in_sample``: returns them
+  instead (their entries are then marked ``in_sample``)."""
+  shared = shared_images(recal.images, folders)
+  if shared and not allow_in_sample:
+    name, images = next(iter(shared.items()))
+    raise UserError(
+        f'the calibration images ({recal.fitted_on}) and the test folder '
+        f'{name} share {len(images)} image(s) by content (e.g. '
+        f'{images[0]}): a calibration must be tested on images it was not '
+        'fitted on (or allow in-sample entries, marked as such)')
+  return shared
+
+
+def _fit_results(predictor, folder, protocol, quiet):
+  """The calibration images measured twice: the RGB values first, whose
+  pooled standardised errors give the channel correlation, then the Y
+  channel under it. Returns (results with both samples, correlation)."""
+  rate = folders_lib.pool_rate_for(folder.images)
+  base = dataclasses.replace(protocol, recalibration=None)
+  results = folders_lib.folder_results(
+      folder, dataclasses.replace(base, channels=('rgb',)), predictor,
+      label='calibration, RGB: ', quiet=quiet, pool_rate=rate)
+  rho = folders_lib.pooled_correlation(results)
+  if not math.isfinite(rho):
+    rho = luma.Y_CORRELATION
+  elif not luma.CORRELATION_RANGE[0] <= rho <= luma.CORRELATION_RANGE[1]:
+    logging.warning('channel correlation %.3f of the calibration images '
+                    'clipped to %s', rho, luma.CORRELATION_RANGE)
+    rho = float(np.clip(rho, *luma.CORRELATION_RANGE))
+  y = folders_lib.folder_results(
+      folder, dataclasses.replace(base, channels=('y',), y_correlation=rho),
+      predictor, label='calibration, Y: ', quiet=quiet, pool_rate=rate)
+  for r, ry in zip(results, y):
+    r.samples['y'] = ry.samples['y']
+  return results, rho
 
 
 def fit_recalibration(predictor, images: Sequence[pathlib.Path],
                       protocol: Protocol, *, method: str, fitted_on: str,
+                      alpha: float = conformal.ALPHA,
+                      delta: float = conformal.DELTA,
                       quiet: bool = False) -> recalibration.Recalibration:
-  """Fits ``method`` on the pooled errors and sigmas of ``images``, per
-  channel space, measured as a test folder is under ``protocol`` (same LR,
-  same shave, its Y correlation)."""
+  """Fits ``method`` (``recalibration.ALL_METHODS``) on ``images``, per
+  channel space, measured as a test folder is under ``protocol`` (same
+  LR, same shave); the Y channel under the channel correlation measured
+  on these images. Bound to ``predictor``'s weights (``model_key``) and
+  to the images' content."""
   if not predictor.predicts_uncertainty:
-    raise UserError('a recalibration needs a model that predicts uncertainty '
+    raise UserError('a calibration needs a model that predicts uncertainty '
                     '(this one was trained with the plain MSE)')
+  if method in conformal.METHODS and len(images) < conformal.min_images(
+      alpha):
+    raise UserError(f'{method} at alpha={alpha} needs at least '
+                    f'{conformal.min_images(alpha)} calibration images; '
+                    f'{fitted_on} has {len(images)}')
   name = ('held-out images' if fitted_on.startswith('heldout')
           else pathlib.Path(fitted_on).name)
   folder = folders_lib.Folder(name, pathlib.Path(fitted_on), list(images))
-  results = folders_lib.folder_results(
-      folder, protocol, predictor, label='fitting the recalibration on ',
-      quiet=quiet, pool_rate=folders_lib.pool_rate_for(folder.images))
+  results, rho = _fit_results(predictor, folder, protocol, quiet)
+  digests = tuple(image_digests(images))
+  model = predictor.model_key()
+  if method in conformal.METHODS:
+    interval = intervals.fit_interval(method, results, alpha=alpha,
+                                      delta=delta)
+    if not all(math.isfinite(v) for v in interval.lam.values()):
+      raise UserError(f'{method} cannot certify a risk of {alpha} at '
+                      f'delta={delta} with the {len(images)} images of '
+                      f'{fitted_on}: use more images or a larger alpha')
+    return recalibration.Recalibration(method, fitted_on, digests, model,
+                                       rho, {}, interval)
   pooled = {c: Residuals.pool(r.samples[c] for r in results)
             for c in recalibration.CHANNEL_SPACES}
-  return recalibration.fit_channels(
-      method, pooled, fitted_on=fitted_on, images=[p.name for p in images],
-      step=predictor.step, y_correlation=protocol.y_correlation)
+  return recalibration.fit_channels(method, pooled, fitted_on=fitted_on,
+                                    images=digests, model=model,
+                                    y_correlation=rho)

@@ -20,6 +20,8 @@ result equals the untiled one up to float rounding, at bounded memory.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import importlib.util
 import math
 import os
@@ -95,6 +97,27 @@ class Predictor:
     """False for models trained with the plain MSE (untrained variance
     head, SRResNet* of Table I) and for ``without_uncertainty()``."""
     return not self.mean_only and self.config.loss.name != 'mse'
+
+  @functools.cached_property
+  def digest(self) -> str:
+    """SHA-256 of the weights this predictor runs (params or their EMA,
+    and the BatchNorm statistics): each leaf's path, dtype, shape and
+    bytes, in tree order. What a calibration is bound to."""
+    h = hashlib.sha256()
+    for tree in (self.params, self.model_state):
+      for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        arr = np.asarray(leaf)
+        h.update(f'{jax.tree_util.keystr(path)} {arr.dtype} {arr.shape};'
+                 .encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+  def model_key(self) -> dict:
+    """What a calibration fitted on this model's outputs records: the
+    step, which weights, their digest, the scale and the loss."""
+    return {'step': self.step, 'weights': self.weights,
+            'digest': self.digest, 'scale': self.scale,
+            'loss': str(self.config.loss.name)}
 
   def without_uncertainty(self) -> 'Predictor':
     """This model with its variance head ignored: ``predicts_uncertainty``

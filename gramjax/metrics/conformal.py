@@ -17,17 +17,18 @@ images must be exchangeable with the ones the guarantee is claimed for
   stays below for every larger ``lambda``), so that
   ``P(E[L_test | calibration] <= alpha) >= 1 - delta``.
 
-Both are exact: ``R_n`` is a step function that jumps only at the pixels'
-ratios ``|err| / sigma``, so ``lambda`` is searched over those sorted
-values, never on a grid. With ``sigma = 1`` the same procedures give the
-constant-width baseline (what sigma buys is the difference in width).
+Both are exact: ``R_n`` is a step function that jumps only at the values'
+ratios ``|err| / sigma``, so ``lambda`` is one of them (found by bisection
+to adjacent floats, then the next ratio), never a point of a grid. With
+``sigma = 1`` the same procedures give the constant-width baseline (what
+sigma buys is the difference in width).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -60,39 +61,44 @@ class ImageRatios:
     return 1.0 - inside / self.sorted.size
 
 
-def empirical_risk_steps(images: Sequence[ImageRatios]
-                         ) -> tuple[np.ndarray, np.ndarray]:
-  """``(lambdas, risks)``: every candidate lambda (0 and each distinct
-  ratio, ascending) and ``R_n`` there (nonincreasing; 0 at the last)."""
-  n = len(images)
-  if n == 0:
+def empirical_risk(images: Sequence[ImageRatios], lam: float) -> float:
+  """``R_n(lam)``: the mean over the images of the share outside."""
+  return float(np.mean([im.loss(lam) for im in images]))
+
+
+def smallest_lambda(images: Sequence[ImageRatios],
+                    ok: Callable[[float], bool]) -> float:
+  """The smallest lambda whose empirical risk passes ``ok`` (a test that
+  holds for every risk below one that passes), exactly: bisection down to
+  adjacent floats, then the first ratio above the failing end, where
+  ``R_n`` jumps. inf where even the widest interval (risk 0) fails."""
+  if not images:
     raise ValueError('no calibration images')
-  ratios = np.concatenate([im.sorted for im in images])
-  weights = np.concatenate([np.full(im.sorted.size, 1.0 / (n * im.sorted.size))
-                            for im in images])
-  order = np.argsort(ratios, kind='stable')
-  ratios, weights = ratios[order], weights[order]
-  lambdas, first = np.unique(ratios, return_index=True)
-  # R_n(r_k) = the weight of the ratios strictly above r_k.
-  above = np.concatenate([np.cumsum(weights[::-1])[::-1], [0.0]])
-  last = np.append(first[1:], ratios.size)     # One past each run of ties.
-  risks = above[last]
-  return np.concatenate([[0.0], lambdas]), np.concatenate([[above[0]], risks])
-
-
-def _first_at_most(lambdas, values, bound) -> float:
-  """The smallest lambda whose nonincreasing ``values`` is <= ``bound``
-  (inf where none is)."""
-  ok = np.nonzero(values <= bound)[0]
-  return float(lambdas[ok[0]]) if ok.size else math.inf
+  top = max(float(im.sorted[-1]) for im in images)
+  if not ok(0.0):
+    return math.inf
+  if ok(empirical_risk(images, 0.0)):
+    return 0.0
+  lo, hi = 0.0, top            # ok fails at lo and holds at hi.
+  for _ in range(4096):
+    mid = 0.5 * (lo + hi)
+    if not lo < mid < hi:
+      break
+    if ok(empirical_risk(images, mid)):
+      hi = mid
+    else:
+      lo = mid
+  above = [im.sorted[np.searchsorted(im.sorted, lo, side='right')]
+           for im in images if im.sorted[-1] > lo]
+  return float(min(above))
 
 
 def crc_lambda(images: Sequence[ImageRatios], alpha: float = ALPHA) -> float:
   """Conformal risk control's lambda (inf when n < 1/alpha - 1)."""
   _check_level('alpha', alpha)
-  lambdas, risks = empirical_risk_steps(images)
   n = len(images)
-  return _first_at_most(lambdas, (n * risks + LOSS_BOUND) / (n + 1), alpha)
+  return smallest_lambda(
+      images, lambda risk: (n * risk + LOSS_BOUND) / (n + 1) <= alpha)
 
 
 def hb_p_value(risk, n: int, alpha: float) -> np.ndarray:
@@ -118,11 +124,10 @@ def rcps_lambda(images: Sequence[ImageRatios], alpha: float = ALPHA,
   the widest interval cannot be certified)."""
   _check_level('alpha', alpha)
   _check_level('delta', delta)
-  lambdas, risks = empirical_risk_steps(images)
-  p = hb_p_value(risks, len(images), alpha)
-  # p is nondecreasing in the risk, so nonincreasing in lambda: the first
-  # lambda below delta has every larger one below it too.
-  return _first_at_most(lambdas, p, np.nextafter(delta, 0.0))
+  n = len(images)
+  # p is nondecreasing in the risk, so nonincreasing in lambda.
+  return smallest_lambda(
+      images, lambda risk: float(hb_p_value(risk, n, alpha)) < delta)
 
 
 def fit(method: str, images: Sequence[ImageRatios], alpha: float = ALPHA,

@@ -13,6 +13,8 @@ from gramjax.core.colour import LUMA_255
 # models' and bicubic's errors on Set5/Set14: docs/evaluation.md), and
 # independence would make sigma_Y far too small.
 Y_CORRELATION = 1.0
+# Where var_Y >= 0 for every channel variances.
+CORRELATION_RANGE = (-0.5, 1.0)
 
 
 def y_channel(mu_rgb, var_rgb, correlation: float = Y_CORRELATION
@@ -32,7 +34,8 @@ def y_channel(mu_rgb, var_rgb, correlation: float = Y_CORRELATION
     mu_rgb: predicted means, (..., 3), in [0, 255] units.
     var_rgb: predicted variances, (..., 3), in [0, 255]^2 units
       (``255**2 * exp(s)`` for s = log sigma^2 in [0, 1] units).
-    correlation: the channel errors' correlation, in [0, 1].
+    correlation: the channel errors' correlation, in ``CORRELATION_RANGE``
+      (from -1/2, where three equal channel variances cancel, to 1).
 
   Returns:
     ``(mu_y, var_y)``, float64 (...); sqrt(var_y) is sigma_Y, grey levels.
@@ -44,9 +47,10 @@ def y_channel(mu_rgb, var_rgb, correlation: float = Y_CORRELATION
                      f'{var.shape}')
   if np.any(var < 0):
     raise ValueError('variances must be >= 0')
-  if not 0.0 <= correlation <= 1.0:
-    raise ValueError(f'the channel correlation must be in [0, 1], got '
-                     f'{correlation!r}')
+  lo, hi = CORRELATION_RANGE
+  if not lo <= correlation <= hi:
+    raise ValueError(f'the channel correlation must be in [{lo}, {hi}], '
+                     f'got {correlation!r}')
   a = np.sqrt(var) * LUMA_255
   var_y = ((1.0 - correlation) * np.sum(a * a, axis=-1)
            + correlation * np.sum(a, axis=-1) ** 2)
@@ -68,4 +72,30 @@ def channel_correlation(err_rgb) -> float:
   if np.any(norms == 0):
     return float('nan')
   c = (e.T @ e) / np.outer(norms, norms)
+  return float((c[0, 1] + c[0, 2] + c[1, 2]) / 3.0)
+
+
+def standardized_moments(err_rgb, sigma_rgb) -> np.ndarray:
+  """The sums that a pooled correlation of the standardised errors
+  ``z = err / sigma`` needs, float64 (13,): count, sum z (3), sum z z^T
+  (3 x 3, flattened). Add those of several images to pool them."""
+  z = (np.asarray(err_rgb, np.float64)
+       / np.asarray(sigma_rgb, np.float64)).reshape(-1, 3)
+  return np.concatenate([[z.shape[0]], z.sum(axis=0), (z.T @ z).ravel()])
+
+
+def correlation_from_moments(moments) -> float:
+  """Mean Pearson correlation of the three channel pairs from
+  ``standardized_moments`` (summed over images: pooled). What
+  ``y_channel``'s ``correlation`` assumes. NaN where a channel is
+  constant."""
+  m = np.asarray(moments, np.float64)
+  n, s, ss = m[0], m[1:4], m[4:13].reshape(3, 3)
+  if n < 2:
+    return float('nan')
+  cov = ss / n - np.outer(s, s) / (n * n)
+  sd = np.sqrt(np.diag(cov))
+  if np.any(sd <= 0):
+    return float('nan')
+  c = cov / np.outer(sd, sd)
   return float((c[0, 1] + c[0, 2] + c[1, 2]) / 3.0)

@@ -34,7 +34,7 @@ import logging
 import math
 import os
 import pathlib
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 from scipy import special
@@ -42,14 +42,25 @@ from scipy import special
 from gramjax.core import files
 from gramjax.core.errors import UserError
 from gramjax.metrics import calibration
+from gramjax.metrics import conformal
 from gramjax.metrics import summary
 from gramjax.metrics import uncertainty
 from gramjax.metrics.residuals import Residuals
 
 METHODS = ('sigma_scaling', 'isotonic')
+ALL_METHODS = METHODS + conformal.METHODS
 QUANTILE_KNOTS = 1001
 CHANNEL_SPACES = ('rgb', 'y')
 FILE_NAME = 'calibration.json'     # In the workdir.
+FORMAT = 2                         # 2: bound to the weights' digest.
+MODEL_KEYS = ('step', 'weights', 'digest', 'scale', 'loss')
+INTERVAL_DEFINITION = (
+    'mean +- lambda * sigma per value, sigma = exp(log_var / 2) of the raw '
+    "log-variance in the model's [-1, 1] units (lambda is unit-free); the "
+    'risk is the share of an image\'s values outside')
+CORRELATION_OF = ('Pearson correlation of the standardised errors e/sigma '
+                  'of the three channels, pooled over the calibration '
+                  "images' pixels (mean of the three pairs)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,43 +149,97 @@ def figures(fitted: ChannelFit, err, sigma=None,
 
 
 @dataclasses.dataclass(frozen=True)
-class Recalibration:
-  """A fitted recalibration of one checkpoint (``WORKDIR/calibration.json``).
+class Interval:
+  """A conformal calibration (``gramjax.metrics.conformal``): the interval
+  ``mean +- lam[c] * sigma`` per channel space, with ``alpha`` (and, for
+  rcps, ``delta``) fitted on ``n`` images; ``constant_grey``: the
+  half-width in grey levels that the same method gives a constant sigma
+  (what sigma buys is the difference)."""
+  alpha: float
+  delta: float | None
+  n: int
+  lam: Mapping[str, float]
+  constant_grey: Mapping[str, float]
 
-  ``fitted_on``: the folder (or held-out set) it was fitted on, ``images``
-  its image names, ``step`` the checkpoint, ``y_correlation`` the channel
-  correlation Y's variance assumed, ``values`` a ``ChannelFit`` per channel
-  space.
+
+@dataclasses.dataclass(frozen=True)
+class Recalibration:
+  """A fitted recalibration of one model (``WORKDIR/calibration.json``).
+
+  ``model``: ``Predictor.model_key()`` of the weights it was fitted on
+  (step, weights, their digest, scale, loss); it applies to those alone.
+  ``fitted_on``: the folder (or held-out set); ``images``: (name, content
+  digest) of each of its images. ``y_correlation``: the channel
+  correlation of the standardised errors, measured on those images, that
+  Y's variance uses with this fit. ``values``: a ``ChannelFit`` per
+  channel space (sigma_scaling, isotonic); ``interval``: the conformal
+  fit (crc, rcps).
   """
   method: str
   fitted_on: str
-  images: tuple[str, ...]
-  step: int
+  images: tuple[tuple[str, str], ...]
+  model: Mapping[str, Any]
   y_correlation: float
-  values: Mapping[str, ChannelFit]
+  values: Mapping[str, ChannelFit] = dataclasses.field(default_factory=dict)
+  interval: Interval | None = None
+
+  @property
+  def step(self) -> int:
+    return int(self.model['step'])
 
   def describe(self) -> str:
+    if self.interval is not None:
+      level = f'{1 - self.interval.alpha:.0%}'.replace('%', ' %')
+      what = (f'{level} interval, {self.method.upper()} on '
+              f'{len(self.images)} images of {self.fitted_on}')
+      lams = ', '.join(f'{c} lambda = {v:.3f}' for c, v in
+                       self.interval.lam.items())
+      return f'{what} (step {self.step}; {lams})'
     scales = ', '.join(f'{c} s = {f.scale:.3f}' for c, f in
                        self.values.items())
     return (f'{self.method} fitted on {self.fitted_on} ({len(self.images)} '
             f'images, step {self.step}; {scales})')
 
   def to_json(self) -> dict:
-    return {'method': self.method, 'fitted_on': self.fitted_on,
-            'images': list(self.images), 'step': self.step,
-            'y_correlation': self.y_correlation,
-            'values': {c: dataclasses.asdict(f)
-                       for c, f in self.values.items()}}
+    out = {'format': FORMAT, 'method': self.method,
+           'fitted_on': self.fitted_on,
+           'images': [{'name': n, 'sha256': d} for n, d in self.images],
+           'model': dict(self.model), 'y_correlation': self.y_correlation,
+           'y_correlation_of': CORRELATION_OF}
+    if self.values:
+      out['values'] = {c: dataclasses.asdict(f)
+                       for c, f in self.values.items()}
+    if self.interval is not None:
+      i = self.interval
+      out['interval'] = {'definition': INTERVAL_DEFINITION,
+                         'alpha': i.alpha, 'delta': i.delta, 'n': i.n,
+                         'lambda': dict(i.lam),
+                         'constant_width_grey': dict(i.constant_grey)}
+    return out
 
   @classmethod
   def from_json(cls, d: Mapping) -> 'Recalibration':
     """Raises ``KeyError``/``TypeError``/``ValueError`` on a bad dict."""
-    if d['method'] not in METHODS:
+    if d.get('format') != FORMAT:
+      raise ValueError('written by an older gramjax (no record of the '
+                       'weights it was fitted on)')
+    if d['method'] not in ALL_METHODS:
       raise ValueError(f'unknown method {d["method"]!r}')
+    model = {k: d['model'][k] for k in MODEL_KEYS}
     values = {c: ChannelFit(float(v['scale']),
                             tuple(float(x) for x in v.get('quantiles', ())))
-              for c, v in d['values'].items()}
-    if set(values) != set(CHANNEL_SPACES):
+              for c, v in d.get('values', {}).items()}
+    interval = None
+    if d['method'] in conformal.METHODS:
+      i = d['interval']
+      interval = Interval(float(i['alpha']), None if i['delta'] is None
+                          else float(i['delta']), int(i['n']),
+                          {c: float(v) for c, v in i['lambda'].items()},
+                          {c: float(v) for c, v in
+                           i['constant_width_grey'].items()})
+      if set(interval.lam) != set(CHANNEL_SPACES):
+        raise ValueError(f'lambda for {sorted(interval.lam)}')
+    elif set(values) != set(CHANNEL_SPACES):
       raise ValueError(f'values for {sorted(values)}, expected '
                        f'{list(CHANNEL_SPACES)}')
     for f in values.values():
@@ -183,16 +248,17 @@ class Recalibration:
       if f.quantiles and (len(f.quantiles) < 2 or
                           np.any(np.diff(f.quantiles) < 0)):
         raise ValueError('quantiles are not nondecreasing')
-    return cls(d['method'], str(d['fitted_on']),
-               tuple(str(n) for n in d['images']), int(d['step']),
-               float(d['y_correlation']), values)
+    images = tuple((str(im['name']), str(im['sha256'])) for im in d['images'])
+    return cls(d['method'], str(d['fitted_on']), images, model,
+               float(d['y_correlation']), values, interval)
 
 
 def fit_channels(method: str, pooled: Mapping[str, Residuals], *,
-                 fitted_on: str, images, step: int, y_correlation: float
-                 ) -> Recalibration:
-  """Fits ``method`` on each channel space's pooled ``Residuals``."""
-  return Recalibration(method, fitted_on, tuple(images), int(step),
+                 fitted_on: str, images, model: Mapping[str, Any],
+                 y_correlation: float) -> Recalibration:
+  """Fits ``method`` (sigma_scaling, isotonic) on each channel space's
+  pooled ``Residuals``."""
+  return Recalibration(method, fitted_on, tuple(images), dict(model),
                        float(y_correlation),
                        {c: fit(method, pooled[c]) for c in CHANNEL_SPACES})
 
@@ -219,21 +285,30 @@ def load(workdir: str | os.PathLike) -> Recalibration | None:
   try:
     return Recalibration.from_json(json.loads(path.read_text()))
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise UserError(f'{path}: not a recalibration this version can read '
-                    f'({type(e).__name__}: {e}); fit it again with '
-                    'the evaluate command, or delete it') from e
+    raise StaleCalibration(f'{path}: not a calibration this version can '
+                           f'apply ({type(e).__name__}: {e}).') from e
 
 
-def for_step(workdir: str | os.PathLike, step: int, use: bool = True
-             ) -> Recalibration | None:
-  """The stored recalibration if ``use`` and it was fitted at ``step``;
-  one fitted at another checkpoint is logged and not used."""
+class StaleCalibration(UserError):
+  """A stored calibration that does not belong to the model at hand (or
+  cannot be read); the commands add how to fit it again."""
+
+
+def for_model(workdir: str | os.PathLike, model: Mapping[str, Any],
+              use: bool = True) -> Recalibration | None:
+  """The stored calibration if ``use``; refused (``StaleCalibration``)
+  unless it was fitted on exactly these weights at this scale
+  (``model``: ``Predictor.model_key()``)."""
   recal = load(workdir) if use else None
-  if recal is not None and recal.step != step:
-    logging.warning('%s was fitted at step %d, not at step %d: not used '
-                    '(fit it again with the evaluate command)',
-                    path_in(workdir), recal.step, step)
+  if recal is None:
     return None
-  if recal is not None:
-    logging.info('recalibration: %s', recal.describe())
+  mine = recal.model
+  if mine['digest'] != model['digest'] or mine['scale'] != model['scale']:
+    raise StaleCalibration(
+        f'{path_in(workdir)} was fitted on other weights (step '
+        f'{mine["step"]}, {mine["weights"]} weights {mine["digest"][:12]}, '
+        f'x{mine["scale"]}) than these (step {model["step"]}, '
+        f'{model["weights"]} weights {model["digest"][:12]}, '
+        f'x{model["scale"]}): it cannot be applied to them.')
+  logging.info('calibration: %s', recal.describe())
   return recal

@@ -9,6 +9,7 @@ import pathlib
 
 from gramjax.core.errors import UserError
 from gramjax.evaluation import folders as folders_lib
+from gramjax.evaluation import recalibrate as fitting
 from gramjax.evaluation.protocol import Protocol
 from gramjax.inference import predictor as inference
 from gramjax.metrics import luma
@@ -82,8 +83,11 @@ def build_report(models: dict[str, str], folders, *, scale: int | None,
       folders, protocol, label='Bicubic: ', quiet=quiet))}
   results = {}
   for name, predictor in predictors.items():
-    recal = (recalibration.for_step(models[name], predictor.step, recalibrate)
+    recal = (recalibration.for_model(models[name], predictor.model_key(),
+                                     recalibrate)
              if predictor.predicts_uncertainty else None)
+    if recal is not None:
+      fitting.check_disjoint(recal, folders)
     results[name] = folders_lib.evaluate_folders(
         folders, protocol.with_recalibration(recal), predictor,
         label=f'{name}: ', quiet=quiet)

@@ -109,7 +109,52 @@ def format_table(entries: dict[str, dict], *, title: str, caption: str,
     for name, q in rows.items():
       lines.append(f'{name:<{width}}' + ''.join(
           f'{q[channel][key]:>10{fmt}}' for _, key, fmt in QUALITY_COLUMNS))
-  return '\n'.join(lines)
+  return '\n'.join(lines + interval_lines(entries))
+
+
+INTERVAL_COLUMNS = (('lambda', 'lambda', '.3f'), ('risk', 'risk', '.4f'),
+                    ('coverage', 'coverage', '.4f'),
+                    ('half-width', 'mean_halfwidth_grey', '.2f'))
+
+
+def interval_rows(entries: dict[str, dict]) -> list[tuple[str, list[str]]]:
+  """(label, cells) per folder and channel with an interval calibration:
+  its figures, then the constant width's half-width and risk."""
+  rows = []
+  for name, e in entries.items():
+    got = e.get('interval_calibrated')
+    for channel in (c for c, _ in CHANNELS if got and c in got):
+      c = got[channel]
+      const = c['constant_width']
+      rows.append((f'{name} {channel.upper()}', [
+          f'{c[k]:{fmt}}' for _, k, fmt in INTERVAL_COLUMNS] + [
+              f'{const["mean_halfwidth_grey"]:.2f}', f'{const["risk"]:.4f}']))
+  return rows
+
+
+def interval_caption(entries: dict[str, dict]) -> str:
+  e = next(e for e in entries.values() if 'interval_calibrated' in e)
+  got, cal = e['interval_calibrated'], e['calibration']
+  level = f'delta {got["delta"]} ' if got['delta'] is not None else ''
+  return (f'interval mean +- lambda x sigma, {got["method"]} at alpha '
+          f'{got["alpha"]} {level}fitted on {got["calibration_images"]} '
+          f'images of {cal["fitted_on"]}: risk = mean over images of the '
+          "share of an image's values outside (what the guarantee bounds), "
+          'half-width in grey levels; constant: the same method with one '
+          'width for every pixel')
+
+
+def interval_lines(entries: dict[str, dict]) -> list[str]:
+  """The plain-text interval table (none without an interval fit)."""
+  rows = interval_rows(entries)
+  if not rows:
+    return []
+  heads = [h for h, _, _ in INTERVAL_COLUMNS] + ['const. hw', 'const. risk']
+  width = max(len('folder') + 2, *(len(n) + 2 for n, _ in rows))
+  header = f'{"folder":<{width}}' + ''.join(f'{h:>12}' for h in heads)
+  return ['', interval_caption(entries) + ':', header, '-' * len(header),
+          *(f'{n:<{width}}' + ''.join(f'{c:>12}' for c in cells)
+            for n, cells in rows)]
 
 
 def recalibrated_label(entry: dict) -> str:
@@ -122,7 +167,8 @@ def calibration_note(entries: dict[str, dict]) -> str:
   """'; recalibrated rows: ... fitted on ...' when entries have one."""
   fits = {(e['calibration']['method'], e['calibration']['fitted_on'],
            e['calibration']['step'])
-          for e in entries.values() if 'calibration' in e}
+          for e in entries.values()
+          if 'calibration' in e and 'interval' not in e['calibration']}
   if not fits:
     return ''
   return '; recalibrated rows: ' + ', '.join(

@@ -25,6 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from gramjax import data as data_lib
 from gramjax.core import files
+from gramjax.data import heldout
 from gramjax.core import losses
 from gramjax.core.errors import UserError
 from gramjax.inference import predictor as inference
@@ -155,7 +156,8 @@ def resume(run: Run, allow_config_change: bool) -> tuple[TrainState, int]:
   checkpoint cannot continue (``checkpoint.check_resume``). Reports the
   unfinished saves removed and the steps trained since the checkpoint (lost,
   trained again). Writes the config the run goes on with to
-  ``WORKDIR/config.json``."""
+  ``WORKDIR/config.json``, and the held-out images to
+  ``WORKDIR/heldout.json`` (``data.heldout``)."""
   ckpts, start = run.checkpoints, run.checkpoints.latest_step()
   report_lost(run, start)
   state = run.init_state
@@ -180,6 +182,7 @@ def resume(run: Run, allow_config_change: bool) -> tuple[TrainState, int]:
   if jax.process_index() == 0:
     files.write_text_atomic(run.workdir / 'config.json',
                             json.dumps(run.config_dict, indent=2))
+    heldout.record(run.workdir, run.config.data)
   return state, start or 0
 
 
