@@ -124,7 +124,8 @@ def _write_maps(tmps, sigma, display: Display, sigma_max, colour_bar
                 ) -> tuple[float, float | None]:
   """The sigma map and (with an interval) the half-width map from the raw
   sigma in grey levels; returns the tops of their colour scales."""
-  shown = sigma * np.float32(display.sigma_scale)
+  shown = (sigma if display.sigma_scale == 1.0       # No copy for raw.
+           else sigma * np.float32(display.sigma_scale))
   vmax = float(sigma_max) if sigma_max else visualize.robust_vmax(shown)
   _save_map(tmps['uncertainty'], shown, vmax, colour_bar,
             visualize.SIGMA_LABEL, {
