@@ -410,3 +410,33 @@ def test_decode_image_reports_mode_and_alpha_from_one_opening(
   assert decoded.alpha is alpha
   np.testing.assert_array_equal(decoded.rgb, data.load_image(path))
   assert decoded.rgb.shape == (6, 5, 3) and decoded.rgb.dtype == np.uint8
+
+
+def test_heldout_record_is_kept_and_a_damaged_one_written_again(
+    tmp_path, caplog):
+  from gramjax.data import heldout  # pylint: disable=g-import-not-at-top
+  train = tmp_path / 'train'
+  train.mkdir()
+  rng = np.random.default_rng(4)
+  for i in range(5):
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), np.uint8)).save(
+        train / f'{i}.png')
+  config = ml_collections.ConfigDict({'train_dir': str(train), 'holdout': 2})
+  path = heldout.record(tmp_path, config)
+  first = path.read_text()
+  assert [p.name for p in heldout.recorded(tmp_path)] == [
+      p.name for p in data.held_out_images(config)]
+  # The folder changes: the record stays, with a warning.
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(train / '00.png')
+  heldout.record(tmp_path, config)
+  assert path.read_text() == first
+  assert 'holds out other images than when this run started' in caplog.text
+  # A damaged record is written again (and said so).
+  path.write_text('{"images": [')
+  heldout.record(tmp_path, config)
+  assert 'unreadable' in caplog.text
+  assert [p.name for p in heldout.recorded(tmp_path)] == [
+      p.name for p in data.held_out_images(config)]
+  # No holdout, or a built-in set: no record.
+  assert heldout.record(tmp_path / 'x', ml_collections.ConfigDict(
+      {'train_dir': 'builtin:skimage', 'holdout': 1})) is None

@@ -38,8 +38,15 @@ def record(workdir: str | os.PathLike, data_config) -> pathlib.Path | None:
   except UserError:
     return None               # A built-in or prepared set: none to name.
   path = pathlib.Path(workdir) / FILE_NAME
-  if path.exists():
+  try:
     kept = [im['path'] for im in json.loads(path.read_text())['images']]
+  except FileNotFoundError:
+    kept = None
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    logging.warning('%s: unreadable (%s); recorded again from the training '
+                    'folder as it is now', path, e)
+    kept = None
+  if kept is not None:
     if kept != [str(p.absolute()) for p in paths]:
       logging.warning('%s: the training folder now holds out other images '
                       'than when this run started; calibration on heldout '
