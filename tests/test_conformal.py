@@ -109,10 +109,13 @@ def test_hb_p_value_against_its_two_bounds():
          + (1 - r) * math.log((1 - r) / (1 - alpha)))
     assert conformal.hb_p_value(risk, n, alpha) == pytest.approx(
         min(math.exp(-n * h), bentkus), rel=1e-12)
-  # At or above alpha nothing is certified (the Hoeffding term is 1).
-  assert conformal.hb_p_value(0.1, n, alpha) >= 1.0 - 1e-12 or (
-      conformal.hb_p_value(0.1, n, alpha) == pytest.approx(
-          min(1.0, math.e * stats.binom.cdf(5, n, alpha))))
+  # At or above alpha the Hoeffding term is 1: only Bentkus' is left,
+  # and it does not fall with the risk.
+  for risk in (0.1, 0.2):
+    k = math.ceil(n * risk - 1e-9)
+    assert conformal.hb_p_value(risk, n, alpha) == pytest.approx(
+        min(1.0, math.e * stats.binom.cdf(k, n, alpha)), rel=1e-12)
+  assert conformal.hb_p_value(0.2, n, alpha) >= 1.0
 
 
 def test_crc_controls_the_mean_risk_within_its_finite_sample_bounds():

@@ -87,11 +87,21 @@ def test_evaluate_fits_the_exact_lambda_and_reports_its_risk(
   got = entry['interval_calibrated']
   assert (got['method'], got['alpha'], got['calibration_images']) == (
       method, ALPHA, 8)
+  test = folders_lib.evaluate_folder(
+      folders_lib.resolve_folders(str(setup.test))[0], protocol, predictor,
+      quiet=True).images
   for channel in ('rgb', 'y'):
-    c = got[channel]
-    assert c['lambda'] == interval['lambda'][channel]
-    assert 0 <= c['risk'] <= 1 and c['coverage'] == pytest.approx(
-        1 - c['risk'], abs=0.2)
+    c, lam = got[channel], interval['lambda'][channel]
+    assert c['lambda'] == lam
+    # By hand from the test images' values: the per-image shares outside,
+    # their mean (the risk) and the pooled coverage.
+    outside = [np.abs(r.samples[channel][0]) > lam * r.samples[channel][1]
+               for r in test]
+    assert c['risk'] == pytest.approx(np.mean([o.mean() for o in outside]))
+    assert c['coverage'] == pytest.approx(
+        1 - np.concatenate(outside).mean())
+    assert c['frac_images_risk_le_alpha'] == np.mean(
+        [o.mean() <= ALPHA for o in outside])
     assert len(c['risk_by_sigma_quartile']) == 4
     assert c['constant_width']['mean_halfwidth_grey'] == pytest.approx(
         interval['constant_width_grey'][channel])
@@ -217,3 +227,25 @@ def test_too_few_calibration_images_for_alpha(setup, tmp_path):
   (line,) = error_lines(r.stderr)
   assert 'crc at alpha=0.1 needs at least 9 calibration images' in line
   assert not (work / 'calibration.json').exists()
+
+
+def test_one_split_by_hand(setup):
+  """``split_study`` with one split: the seeded halving, crc fitted on the
+  first half, the share outside measured on the second, by hand."""
+  predictor = inference.load(setup.work)
+  results = folders_lib.evaluate_folder(
+      folders_lib.resolve_folders(str(setup.calib))[0], Protocol(4, tile=0),
+      predictor, quiet=True).images
+  study = intervals.split_study(results, splits=1, alpha=0.4, delta=0.3,
+                                seed=7, quiet=True)
+  order = np.random.default_rng(7).permutation(len(results))
+  cal, test = order[:4], order[4:]
+  ratios = intervals.image_ratios(results, 'rgb')
+  lam = conformal.crc_lambda([ratios[i] for i in cal], 0.4)
+  shares = [np.mean(np.abs(results[i].samples['rgb'][0])
+                    > lam * results[i].samples['rgb'][1]) for i in test]
+  assert study['crc']['mean_risk'] == pytest.approx(np.mean(shares))
+  assert study['crc']['frac_risk_le_alpha'] == float(np.mean(shares) <= 0.4)
+  widths = [lam * results[i].samples['rgb'][1] for i in test]
+  assert study['crc']['mean_halfwidth_grey'] == pytest.approx(
+      np.concatenate(widths).mean(), rel=1e-6)
