@@ -5,8 +5,10 @@ the folders it is tested on (by content, not by path)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
+import os
 import pathlib
 from typing import Sequence
 
@@ -37,10 +39,22 @@ def calibration_images(spec: str, workdir, key: str = 'calibrate_on'
   return str(folder.path), folder.images
 
 
+@functools.lru_cache(maxsize=4096)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+  del mtime_ns, size          # The cache key: a changed file is read again.
+  return data_lib.content_digest(data_lib.load_image(path))
+
+
 def image_digests(images: Sequence[pathlib.Path]) -> list[tuple[str, str]]:
-  """(name, content digest) of each image (``data.content_digest``)."""
-  return [(p.name, data_lib.content_digest(data_lib.load_image(p)))
-          for p in images]
+  """(name, content digest) of each image (``data.content_digest``),
+  each file decoded once per process while it is unchanged (report checks
+  every model's calibration against the same folders)."""
+  out = []
+  for p in images:
+    st = os.stat(p)
+    out.append((p.name, _digest(os.path.realpath(p), st.st_mtime_ns,
+                                st.st_size)))
+  return out
 
 
 def shared_images(calibration: Sequence[tuple[str, str]],
