@@ -39,6 +39,7 @@ import numpy as np
 from benchmarks import study_page
 from benchmarks.study_page import fmt_s, sh
 from benchmarks.study_tables import NAMES
+from configs import cpu_scale
 from gramjax.evaluation import folders as folders_lib
 from gramjax.evaluation.protocol import Protocol
 from gramjax.evaluation import recalibrate as recal_fit
@@ -167,7 +168,7 @@ def evaluate_model(workdir: pathlib.Path, folders, scale: int,
 def parse_args():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--config', default='configs/cpu_scale.py')
-  p.add_argument('--losses', default=','.join(NAMES))
+  p.add_argument('--losses', default=','.join(cpu_scale.STUDY))
   p.add_argument('--seeds', default='0,1,2')
   p.add_argument('--train_dir', default='../shared/data/SunHays80')
   p.add_argument('--data', default='../shared/data/Set5,../shared/data/Set14')

@@ -28,7 +28,8 @@ Recalibration (docs/evaluation.md, "Recalibration")::
   python -m gramjax.evaluate --workdir=W --calibrate_on=DIR --data=...
 
 fits ``--calibration_method`` on DIR (or on ``heldout``: the images that
-``config.data.holdout`` kept out of training, as recorded then), which
+``config.data.holdout`` kept out of training, as recorded then;
+``heldout[10:]``: a slice of them, e.g. those not validated on), which
 must share no image's content with ``--data`` (``--allow_in_sample``:
 marked instead), stores it in ``W/calibration.json`` bound to these
 weights, and reports every folder before and after: each entry gains
@@ -63,7 +64,8 @@ _PER_IMAGE = flags.DEFINE_bool('per_image', False,
 _CALIBRATE_ON = flags.DEFINE_string(
     'calibrate_on', None, 'Fit a recalibration of the uncertainty on this '
     'folder of HR images (or heldout: the images config.data.holdout kept '
-    'out of training), store it in the workdir, report before and after.')
+    'out of training; heldout[a:b]: a slice of them), store it in the '
+    'workdir, report before and after.')
 _CALIBRATION_METHOD = flags.DEFINE_enum(
     'calibration_method', 'sigma_scaling',
     ['sigma_scaling', 'isotonic', 'crc', 'rcps'],

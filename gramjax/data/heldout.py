@@ -4,6 +4,11 @@
 Calibrating on ``heldout`` reads it, so a file added to, changed in or
 removed from the training folder later cannot turn training images into
 "held-out" ones.
+
+A part of them is named like a Python slice, ``heldout[:10]`` or
+``heldout[10:]`` (in the recorded order): one part to validate on while
+training and another to calibrate on, so that choosing a checkpoint never
+looks at the calibration images.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 
 from gramjax.core import files
 from gramjax.core.errors import UserError
@@ -19,6 +25,34 @@ from gramjax.data import images as images_lib
 from gramjax.data import pipeline
 
 FILE_NAME = 'heldout.json'
+_SPEC = re.compile(r'heldout(?:\[(-?\d*):(-?\d*)\])?')
+
+
+def is_spec(spec: str) -> bool:
+  """Whether ``spec`` names held-out images (``heldout``, ``heldout[a:b]``)
+  rather than a folder."""
+  return str(spec).startswith('heldout')
+
+
+def part(spec: str, key: str) -> slice:
+  """The slice that ``spec`` (``heldout`` or ``heldout[a:b]``, a and b
+  optional integers) takes of the held-out images; a ``UserError`` names
+  ``key`` for anything else."""
+  m = _SPEC.fullmatch(str(spec))
+  if not m:
+    raise UserError(f'{key}={spec}: give heldout or a slice of it such as '
+                    'heldout[:10] or heldout[10:]')
+  to_int = lambda x: int(x) if x else None
+  return slice(to_int(m.group(1)), to_int(m.group(2)))
+
+
+def select(images: list, spec: str, key: str) -> list:
+  """The part ``spec`` of ``images``; a ``UserError`` if it is empty."""
+  out = images[part(spec, key)]
+  if not out:
+    raise UserError(f'{key}={spec}: selects none of the {len(images)} '
+                    'held-out images')
+  return out
 
 
 def _describe(paths) -> list[dict]:
@@ -58,10 +92,12 @@ def record(workdir: str | os.PathLike, data_config) -> pathlib.Path | None:
   return path
 
 
-def recorded(workdir: str | os.PathLike) -> list[pathlib.Path]:
-  """The held-out images of the record, each checked to hold the same
-  pixels as when training started; a ``UserError`` names what is missing
-  or changed."""
+def recorded(workdir: str | os.PathLike, spec: str = 'heldout',
+             key: str = '--calibrate_on') -> list[pathlib.Path]:
+  """The held-out images of the record (the part ``spec`` of them), each
+  checked to hold the same pixels as when training started; a
+  ``UserError`` names what is missing or changed."""
+  part(spec, key)
   path = pathlib.Path(workdir) / FILE_NAME
   if not path.exists():
     raise UserError(f'{path} does not exist: this run recorded no held-out '
@@ -73,7 +109,7 @@ def recorded(workdir: str | os.PathLike) -> list[pathlib.Path]:
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise UserError(f'{path}: not a held-out record ({e})') from e
   out = []
-  for entry in entries:
+  for entry in select(entries, spec, key):
     image = pathlib.Path(entry['path'])
     if not image.is_file():
       raise UserError(f'{path}: held-out image {image} has vanished')

@@ -29,11 +29,12 @@ from gramjax.metrics.residuals import Residuals
 def calibration_images(spec: str, workdir, key: str = 'calibrate_on'
                        ) -> tuple[str, list[pathlib.Path]]:
   """``(fitted_on, images)`` of the calibration's images ``spec``: a
-  folder of HR images, or ``heldout``, the images the run recorded as held
-  out when training started (``data.heldout``); errors name ``key``."""
-  if spec == 'heldout':
-    images = heldout.recorded(workdir)
-    return (f'heldout: {len(images)} images held out of training by '
+  folder of HR images, or ``heldout`` (``heldout[a:b]``: that part), the
+  images the run recorded as held out when training started
+  (``data.heldout``); errors name ``key``."""
+  if heldout.is_spec(spec):
+    images = heldout.recorded(workdir, spec, key)
+    return (f'{spec}: {len(images)} images held out of training by '
             f'{workdir}', images)
   (folder,) = folders_lib.resolve_folders(spec, key=key)
   return str(folder.path), folder.images

@@ -145,7 +145,10 @@ def eval_specs(config) -> dict[str, dict]:
             f'use {", ".join(EVALUATOR_KEYS)}')
     spec = {k: spec.get(k, default) for k, default in EVALUATOR_KEYS.items()}
     _need(bool(spec['folder']), f'{key}.folder', spec['folder'],
-          'give a folder, a file or builtin:NAME')
+          'give a folder, a file, builtin:NAME or heldout[a:b]')
+    _need(not str(spec['folder']).startswith('heldout')
+          or config.data.holdout, f'{key}.folder', spec['folder'],
+          'held-out images need config.data.holdout > 0')
     _need(_is_int(spec['every']) and spec['every'] >= 1, f'{key}.every',
           spec['every'], 'must be >= 1 (steps)')
     _need(spec['convention'] in quality.CONVENTIONS, f'{key}.convention',

@@ -16,6 +16,8 @@ import time
 import numpy as np
 
 from gramjax import data as data_lib
+from gramjax.data import heldout
+from gramjax.data import pipeline
 from gramjax.core import files
 from gramjax.core import pixels
 from gramjax.core import visualize
@@ -60,20 +62,25 @@ class Evaluator:
 
 def evaluators_from_config(config) -> list[Evaluator]:
   """``config.evals`` (name -> {folder, every, convention, max_images,
-  tile}) as evaluators. A folder that does not exist is logged and left
+  tile}) as evaluators; a folder ``heldout[a:b]`` is that part of the
+  training images ``config.data.holdout`` keeps out. A folder that does not exist is logged and left
   out (training goes on); a bad key or value is a ``UserError``
   (``state.config.eval_specs``)."""
   evaluators = []
   for name, spec in config_lib.eval_specs(config).items():
     key = f'config.evals.{name}'
     folder = str(spec['folder'])
-    if not folder.startswith('builtin:') and not pathlib.Path(
+    if heldout.is_spec(folder):
+      images = heldout.select(pipeline.held_out_images(config.data), folder,
+                              f'{key}.folder')
+    elif not folder.startswith('builtin:') and not pathlib.Path(
         os.path.expanduser(folder)).exists():
       logging.warning('validation set %s: %s does not exist; training goes '
                       'on without it', name, folder)
       continue
-    images = data_lib.resolve_images(folder, key=f'{key}.folder',
-                                     held_out=True)
+    else:
+      images = data_lib.resolve_images(folder, key=f'{key}.folder',
+                                       held_out=True)
     if spec['max_images']:
       images = images[:spec['max_images']]
     logging.info('validation set %s: %d image(s) from %s every %d steps',
