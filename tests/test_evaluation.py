@@ -674,6 +674,63 @@ def test_heldout_images_are_the_ones_recorded_when_training_started(
     recalibrate.calibration_images('heldout', tmp_path)
 
 
+def test_a_slice_of_the_heldout_images_validates_another_calibrates(
+    folders, tmp_path):
+  """heldout[:1] and heldout[1:] split the record in its order; a bad or
+  empty slice is refused, naming the flag."""
+  train_dir, _ = folders
+  config = demo_config.get_config()
+  config.data.train_dir = str(train_dir)
+  config.data.holdout = 3
+  heldout.record(tmp_path, config.data)
+  every = [p.name for p in recalibrate.calibration_images('heldout',
+                                                          tmp_path)[1]]
+  assert len(every) == 3
+  first = recalibrate.calibration_images('heldout[:1]', tmp_path)
+  rest = recalibrate.calibration_images('heldout[1:]', tmp_path)
+  assert [p.name for p in first[1]] == every[:1]
+  assert [p.name for p in rest[1]] == every[1:]
+  assert rest[0].startswith('heldout[1:]: 2 images held out of training')
+  assert heldout.select(list('abcde'), 'heldout[-2:]', 'k') == ['d', 'e']
+  for spec, why in (('heldout[1]', 'give heldout or a slice of it'),
+                    ('heldout[:a]', 'give heldout or a slice of it'),
+                    ('heldouts', 'give heldout or a slice of it'),
+                    ('heldout[3:]', 'selects none of the 3 held-out')):
+    with pytest.raises(UserError, match=re.escape(f'--calibrate_on={spec}: '
+                                                  f'{why}')):
+      recalibrate.calibration_images(spec, tmp_path, key='--calibrate_on')
+
+
+def test_calibration_runs_the_model_once_per_image(workdir, folders,
+                                                   monkeypatch):
+  """The Y pass reuses the RGB pass's outputs: one forward per image, and
+  the same fit as when every output is computed again."""
+  _, eval_dir = folders
+  images = sorted(eval_dir.iterdir())
+  predictor = inference.load(workdir)
+  calls = []
+
+  class Counting:
+    def __getattr__(self, name):
+      return getattr(predictor, name)
+
+    def __call__(self, lr, tile=128):
+      calls.append(lr.shape)
+      return predictor(lr, tile=tile)
+
+  fit = lambda: recalibrate.fit_recalibration(
+      Counting(), images, Protocol(4), method='sigma_scaling',
+      fitted_on=str(eval_dir), quiet=True)
+  once = fit()
+  assert len(calls) == len(images)
+  monkeypatch.setattr(recalibrate, 'REMEMBER_BYTES', 0)
+  calls.clear()
+  again = fit()
+  assert len(calls) == 2 * len(images)
+  assert once.values == again.values
+  assert once.y_correlation == again.y_correlation
+
+
 def test_a_copy_of_a_calibration_image_elsewhere_is_found_by_content(
     folders, tmp_path):
   train_dir, _ = folders

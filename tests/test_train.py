@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from configs import demo as demo_config
+from gramjax import data as data_lib
 from gramjax.core import losses
 from gramjax.core.errors import UserError
 from gramjax.inference import predictor as inference
@@ -369,6 +370,29 @@ def test_missing_validation_folder_is_logged_and_training_goes_on(
   assert f'validation set heldout: {tmp_path / "nope"} does not exist; ' \
          'training goes on without it' in caplog.text
   assert read_metrics(tmp_path / 'w', validation=True) == []
+
+
+def test_validation_on_a_slice_of_the_heldout_images(tmp_path):
+  """evals.<name>.folder='heldout[:1]' validates on the first image that
+  data.holdout keeps out, never on one trained on."""
+  rng = np.random.default_rng(0)
+  for i in range(5):
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), np.uint8)).save(
+        tmp_path / f'{i}.png')
+  c = tiny(5, **{'data.train_dir': str(tmp_path), 'data.holdout': 2,
+                 'evals.heldout.folder': 'heldout[:1]'})
+  (evaluator,) = validation.evaluators_from_config(c)
+  held_out = data_lib.held_out_images(c.data)
+  assert evaluator.images == held_out[:1] and len(held_out) == 2
+  c.evals.heldout.folder = 'heldout[2:]'
+  with pytest.raises(UserError, match=r'config.evals.heldout.folder='
+                     r'heldout\[2:\]: selects none of the 2 held-out'):
+    validation.evaluators_from_config(c)
+  c.data.holdout = 0
+  with pytest.raises(UserError, match=r"config.evals.heldout.folder="
+                     r"'heldout\[2:\]': held-out images need config.data."
+                     r"holdout > 0"):
+    train.train_and_evaluate(c, tmp_path / 'w')
 
 
 def test_bad_evaluator_key_names_it(tmp_path):

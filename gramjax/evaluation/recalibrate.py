@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import math
 import os
@@ -91,10 +92,51 @@ def check_disjoint(recal: recalibration.Recalibration,
   return shared
 
 
+# Bytes of model outputs the calibration keeps between its RGB and its Y
+# pass (beyond them the model runs again).
+REMEMBER_BYTES = 2 << 30
+
+
+class _Remembering:
+  """``predictor``, keeping its outputs (up to REMEMBER_BYTES) by the LR
+  image's content, so the Y pass over the calibration images reuses the
+  RGB pass's forward instead of running the model a second time."""
+
+  def __init__(self, predictor):
+    self._predictor, self._kept, self._bytes = predictor, {}, 0
+
+  def __getattr__(self, name):
+    return getattr(self._predictor, name)
+
+  def __call__(self, lr: np.ndarray, tile: int = 128):
+    key = (hashlib.sha256(np.ascontiguousarray(lr).tobytes()).hexdigest(),
+           lr.shape, tile)
+    if key in self._kept:
+      return self._kept[key]
+    out = self._predictor(lr, tile=tile)
+    size = sum(x.nbytes for x in out)
+    if self._bytes + size <= REMEMBER_BYTES:
+      self._kept[key], self._bytes = out, self._bytes + size
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+  """The calibration images measured once (``measure``), from which every
+  method is fitted (``fit_measured``)."""
+  fitted_on: str
+  results: list                 # ImageResult, with 'rgb' and 'y' samples.
+  y_correlation: float
+  images: tuple                 # (name, content digest) per image.
+  model: dict                   # Predictor.model_key().
+
+
 def _fit_results(predictor, folder, protocol, quiet):
-  """The calibration images measured twice: the RGB values first, whose
-  pooled standardised errors give the channel correlation, then the Y
-  channel under it. Returns (results with both samples, correlation)."""
+  """The calibration images measured for both channel spaces: the RGB
+  values first, whose pooled standardised errors give the channel
+  correlation, then the Y channel under it (from the same model outputs).
+  Returns (results with both samples, correlation)."""
+  predictor = _Remembering(predictor)
   rate = folders_lib.pool_rate_for(folder.images)
   base = dataclasses.replace(protocol, recalibration=None)
   results = folders_lib.folder_results(
@@ -115,41 +157,63 @@ def _fit_results(predictor, folder, protocol, quiet):
   return results, rho
 
 
+def measure(predictor, images: Sequence[pathlib.Path], protocol: Protocol,
+            *, fitted_on: str, quiet: bool = False) -> Measured:
+  """Runs the model once over the calibration ``images``, measured as a
+  test folder is under ``protocol`` (same LR, same shave), RGB and Y (the
+  latter under the channel correlation measured on these images)."""
+  if not predictor.predicts_uncertainty:
+    raise UserError('a calibration needs a model that predicts uncertainty '
+                    '(this one was trained with the plain MSE)')
+  name = ('held-out images' if fitted_on.startswith('heldout')
+          else pathlib.Path(fitted_on).name)
+  folder = folders_lib.Folder(name, pathlib.Path(fitted_on), list(images))
+  results, rho = _fit_results(predictor, folder, protocol, quiet)
+  return Measured(fitted_on, results, rho, tuple(image_digests(images)),
+                  predictor.model_key())
+
+
+def _check_enough(method: str, n: int, alpha: float, fitted_on: str) -> None:
+  if method in conformal.METHODS and n < conformal.min_images(alpha):
+    raise UserError(f'{method} at alpha={alpha} needs at least '
+                    f'{conformal.min_images(alpha)} calibration images; '
+                    f'{fitted_on} has {n}')
+
+
+def fit_measured(measured: Measured, method: str, *,
+                 alpha: float = conformal.ALPHA,
+                 delta: float = conformal.DELTA
+                 ) -> recalibration.Recalibration:
+  """Fits ``method`` (``recalibration.ALL_METHODS``) per channel space on
+  the measured calibration images, bound to their model and content."""
+  m, n = measured, len(measured.results)
+  if method in conformal.METHODS:
+    _check_enough(method, n, alpha, m.fitted_on)
+    interval = intervals.fit_interval(method, m.results, alpha=alpha,
+                                      delta=delta)
+    if not all(math.isfinite(v) for v in interval.lam.values()):
+      raise UserError(f'{method} cannot certify a risk of {alpha} at '
+                      f'delta={delta} with the {n} images of '
+                      f'{m.fitted_on}: use more images or a larger alpha')
+    return recalibration.Recalibration(method, m.fitted_on, m.images,
+                                       m.model, m.y_correlation, {},
+                                       interval)
+  pooled = {c: Residuals.pool(r.samples[c] for r in m.results)
+            for c in recalibration.CHANNEL_SPACES}
+  return recalibration.fit_channels(method, pooled, fitted_on=m.fitted_on,
+                                    images=m.images, model=m.model,
+                                    y_correlation=m.y_correlation)
+
+
 def fit_recalibration(predictor, images: Sequence[pathlib.Path],
                       protocol: Protocol, *, method: str, fitted_on: str,
                       alpha: float = conformal.ALPHA,
                       delta: float = conformal.DELTA,
                       quiet: bool = False) -> recalibration.Recalibration:
-  """Fits ``method`` (``recalibration.ALL_METHODS``) on ``images``, per
-  channel space, measured as a test folder is under ``protocol`` (same
-  LR, same shave); the Y channel under the channel correlation measured
-  on these images. Bound to ``predictor``'s weights (``model_key``) and
-  to the images' content."""
-  if not predictor.predicts_uncertainty:
-    raise UserError('a calibration needs a model that predicts uncertainty '
-                    '(this one was trained with the plain MSE)')
-  if method in conformal.METHODS and len(images) < conformal.min_images(
-      alpha):
-    raise UserError(f'{method} at alpha={alpha} needs at least '
-                    f'{conformal.min_images(alpha)} calibration images; '
-                    f'{fitted_on} has {len(images)}')
-  name = ('held-out images' if fitted_on.startswith('heldout')
-          else pathlib.Path(fitted_on).name)
-  folder = folders_lib.Folder(name, pathlib.Path(fitted_on), list(images))
-  results, rho = _fit_results(predictor, folder, protocol, quiet)
-  digests = tuple(image_digests(images))
-  model = predictor.model_key()
-  if method in conformal.METHODS:
-    interval = intervals.fit_interval(method, results, alpha=alpha,
-                                      delta=delta)
-    if not all(math.isfinite(v) for v in interval.lam.values()):
-      raise UserError(f'{method} cannot certify a risk of {alpha} at '
-                      f'delta={delta} with the {len(images)} images of '
-                      f'{fitted_on}: use more images or a larger alpha')
-    return recalibration.Recalibration(method, fitted_on, digests, model,
-                                       rho, {}, interval)
-  pooled = {c: Residuals.pool(r.samples[c] for r in results)
-            for c in recalibration.CHANNEL_SPACES}
-  return recalibration.fit_channels(method, pooled, fitted_on=fitted_on,
-                                    images=digests, model=model,
-                                    y_correlation=rho)
+  """Fits ``method`` on ``images`` (``measure``, then ``fit_measured``);
+  a conformal method with too few images is refused before the model
+  runs."""
+  _check_enough(method, len(images), alpha, fitted_on)
+  return fit_measured(measure(predictor, images, protocol,
+                              fitted_on=fitted_on, quiet=quiet),
+                      method, alpha=alpha, delta=delta)
