@@ -93,7 +93,7 @@ def record(workdir: str | os.PathLike, data_config) -> pathlib.Path | None:
 
 
 def recorded(workdir: str | os.PathLike, spec: str = 'heldout',
-             key: str = '--calibrate_on') -> list[pathlib.Path]:
+             key: str = 'calibrate_on') -> list[pathlib.Path]:
   """The held-out images of the record (the part ``spec`` of them), each
   checked to hold the same pixels as when training started; a
   ``UserError`` names what is missing or changed."""
