@@ -21,6 +21,9 @@ from configs import variants
 STUDY = ('mse', 'mle', 'gram', 'loss_rescale', 'beta_nll_1', 'faithful')
 # name -> {dotted config key: value}, in the study's order.
 VARIANTS = {name: variants.VARIANTS[name] for name in STUDY}
+# The held-out images the study calibrates on (evaluate --calibrate_on):
+# the twenty that neither trained nor validated.
+CALIBRATE_ON = 'heldout[5:]'
 
 
 def get_config(loss: str = 'gram'):
@@ -45,7 +48,7 @@ def get_config(loss: str = 'gram'):
   c.nan_policy = 'skip'
   # Twenty-five SunHays80 images are held out of training: the first five
   # validate while training and pick the best checkpoint, the other twenty
-  # calibrate (evaluate --calibrate_on='heldout[5:]'); no test image is
+  # calibrate (CALIBRATE_ON); no test image is
   # looked at before the report.
   c.data.holdout = 25
   c.evals = {'heldout': {'folder': 'heldout[:5]', 'every': 1500,
