@@ -1,26 +1,28 @@
-"""Table I at CPU scale, and what GRAM costs and buys: trains Table I's
-losses and their siblings (``configs/cpu_scale.py``'s ten variants) over
-three seeds, evaluates them with the literature's conventions before and
-after recalibration, and writes docs/results.md.
+"""Table I at CPU scale, what GRAM costs and buys, and intervals with a
+guarantee: trains ``configs/cpu_scale.py``'s study variants over three
+seeds, evaluates each model's best checkpoint with the literature's
+conventions, before and after every calibration method, and writes
+docs/results.md.
 
     python benchmarks/reproduce_cpu_scale.py
 
-(defaults: seeds 0, 1 and 2, training on ../shared/data/SunHays80 less the
-ten images ``data.holdout`` keeps out, which fit each model's
-recalibrations; evaluation on ../shared/data/Set5 and Set14; runs in
-runs/cpu_scale/; report in docs/results.md plus docs/results.json and
-docs/results_figures/). Each training is ``python -m gramjax.main`` in a
-subprocess; run the script again after an interruption and finished models
-are kept, an unfinished one resumes from its last checkpoint, and finished
-evaluations are kept too (``--reevaluate`` redoes them). ``--steps=N``
-shortens every training (a smoke test; the report then says so).
-``--train_only`` stops after training.
+(defaults: seeds 0, 1 and 2; training on ../shared/data/SunHays80 less the
+25 images ``data.holdout`` keeps out: five validate while training and
+pick the checkpoint, the other twenty (``cpu_scale.CALIBRATE_ON``) fit
+every calibration and its split study; testing on ../shared/data/Set5 and
+Set14; runs in runs/cpu_scale/; report in docs/results.md plus
+docs/results.json and docs/results_figures/). Each training is
+``python -m gramjax.main`` in a subprocess; run the script again after an
+interruption and finished models are kept, an unfinished one resumes from
+its last checkpoint, and finished evaluations are kept too unless the code
+changed (``--reevaluate`` redoes them). ``--steps=N`` shortens every
+training (a smoke test; the report then says so). ``--train_only`` stops
+after training.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import pathlib
@@ -34,17 +36,15 @@ sys.path.insert(0, str(ROOT))
 
 # pylint: disable=wrong-import-position
 import jax
-import numpy as np
 
+from benchmarks import study_eval
 from benchmarks import study_page
 from benchmarks.study_page import fmt_s, sh
-from benchmarks.study_tables import NAMES
+from benchmarks.study_stats import NAMES, training_signals
 from configs import cpu_scale
 from gramjax.evaluation import folders as folders_lib
 from gramjax.evaluation.protocol import Protocol
-from gramjax.evaluation import recalibrate as recal_fit
 from gramjax.inference import predictor as inference
-from gramjax.metrics import recalibration
 from gramjax.state import train_state as state_lib
 
 def train(loss: str, seed: int, workdir: pathlib.Path, args
@@ -81,90 +81,6 @@ def train(loss: str, seed: int, workdir: pathlib.Path, args
   return wall, commit
 
 
-# Bump when what evaluate_model stores changes: cached evaluations of an
-# older version are redone.
-EVAL_VERSION = 2
-
-
-def fit_all(predictor, workdir, folders, protocol) -> dict:
-  """Each recalibration method fitted on the images the model's training
-  held out (as recorded then), kept off the test folders by content."""
-  fitted_on, images = recal_fit.calibration_images('heldout', workdir)
-  fits = {m: recal_fit.fit_recalibration(predictor, images, protocol,
-                                         method=m, fitted_on=fitted_on,
-                                         quiet=True)
-          for m in recalibration.METHODS}
-  for recal in fits.values():
-    recal_fit.check_disjoint(recal, folders)
-  return fits
-
-
-def recalibrate(fits, folders, measured, protocol) -> dict:
-  """Adds to each folder's entry (``measured``: its ``FolderResults``) the
-  figures after each fit and returns the fits and the reliability curves
-  (RGB) per folder, before and after."""
-  out = {'calibration': {}, 'curves': {f.name: {} for f in folders}}
-  for method, recal in fits.items():
-    out['calibration'][method] = folders_lib.calibration_summary(recal)
-    for f in folders:
-      folder = measured[f.name]
-      folder.entry[f'uncertainty_{method}'] = folders_lib.calibrated_entry(
-          folder, protocol, recal)
-      res = folders_lib.pooled_residuals(folder.images, 'rgb')
-      curves = out['curves'][f.name]
-      curves[method] = recalibration.calibration_curve_after(
-          recal.values['rgb'], res).observed.tolist()
-      # The raw curve, and the factor that would have calibrated this
-      # folder itself.
-      curves['raw'] = recalibration.calibration_curve_after(
-          recalibration.ChannelFit(1.0), res).observed.tolist()
-      folder.entry['ideal_scale_rgb'] = float(
-          np.sqrt(np.mean((res.err / res.sigma)**2)))
-  return out
-
-
-def evaluate_model(workdir: pathlib.Path, folders, scale: int,
-                   fresh: bool) -> dict:
-  """One trained model's latest checkpoint: PSNR/SSIM and (for likelihood
-  models) every uncertainty figure on each test folder, before and after
-  each recalibration method (``recalibrate``). Kept in
-  WORKDIR/study_eval.json while the step, folders and EVAL_VERSION are the
-  same (``fresh`` redoes it)."""
-  step = inference.latest_step(workdir)
-  key = {'version': EVAL_VERSION, 'step': step,
-         'folders': [str(f.path) for f in folders]}
-  cache = workdir / 'study_eval.json'
-  if cache.exists() and not fresh:
-    saved = json.loads(cache.read_text())
-    if saved.get('key') == key:
-      return saved['result']
-  predictor = inference.load(workdir, step)
-  protocol, fits = Protocol(scale), {}
-  if predictor.predicts_uncertainty:
-    try:
-      fits = fit_all(predictor, workdir, folders, protocol)
-    except ValueError:
-      pass         # A diverged variance head: measured without it below.
-  if fits:         # Y under the correlation measured on the held-out set.
-    protocol = dataclasses.replace(
-        protocol, y_correlation=fits['sigma_scaling'].y_correlation)
-  run = lambda p: folders_lib.evaluate_folders(folders, protocol, p,
-                                               quiet=True)
-  try:
-    measured = run(predictor)
-    result = {'folders': folders_lib.entries(measured), 'curves': {}}
-  except ValueError as e:
-    # The uncertainty metrics refuse a sigma that is not finite and > 0
-    # (a diverged variance head): measure the mean alone.
-    result = {'folders': folders_lib.entries(
-        run(predictor.without_uncertainty())), 'curves': {},
-              'uncertainty_error': str(e)}
-  if 'uncertainty_error' not in result and fits:
-    result.update(recalibrate(fits, folders, measured, protocol))
-  cache.write_text(json.dumps({'key': key, 'result': result}))
-  return result
-
-
 def parse_args():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--config', default='configs/cpu_scale.py')
@@ -172,6 +88,8 @@ def parse_args():
   p.add_argument('--seeds', default='0,1,2')
   p.add_argument('--train_dir', default='../shared/data/SunHays80')
   p.add_argument('--data', default='../shared/data/Set5,../shared/data/Set14')
+  p.add_argument('--calibrate_on', default=cpu_scale.CALIBRATE_ON,
+                 help='the images every calibration is fitted on')
   p.add_argument('--runs', default='runs/cpu_scale')
   p.add_argument('--out', default='docs/results.md')
   p.add_argument('--steps', type=int, default=0,
@@ -242,18 +160,21 @@ def main():
   results = {'bicubic': folders_lib.entries(folders_lib.evaluate_folders(
       folders, Protocol(scale), quiet=True))}
   eval_start = time.time()
-  evaluated, _ = each(jobs, 'evaluating', lambda l, s: evaluate_model(
-      workdir(l, s), folders, scale, args.reevaluate))
+  evaluate = lambda l, s: study_eval.evaluate_model(
+      workdir(l, s), folders, scale, args.reevaluate, args.calibrate_on)
+  evaluated, _ = each(jobs, 'evaluating', evaluate)
   for (loss, seed), result in evaluated.items():
+    result['training'] = training_signals(workdir(loss, seed),
+                                          config.total_steps)
     results.setdefault(loss, {})[seed] = result
   run = study_page.Run(
       command=args.command, config_path=args.config, config=config,
       variants=cfg_mod.VARIANTS, train_dir=args.train_dir,
+      calibrate_on=args.calibrate_on,
       shortened=bool(args.steps), losses=args.losses, seeds=args.seeds,
       names=[f.name for f in folders],
       walls={k: w for k, (w, _) in trained.items()},
       trained_at={k: c for k, (_, c) in trained.items()},
-      skipped={k: study_page.skipped_steps(workdir(*k)) for k in jobs},
       eval_s=time.time() - eval_start, total_s=time.time() - started,
       n_params=sum(x.size for x in jax.tree.leaves(
           state_lib.build(config).params)))

@@ -15,11 +15,13 @@ import subprocess
 
 import jax
 
+import numpy as np
+
 from benchmarks import study_answers as answers
 from benchmarks import study_tables as tables
-from benchmarks.study_tables import NAMES, collapsed, likelihood
+from benchmarks.study_stats import COLLAPSE_RULE, NAMES
+from benchmarks.study_tables import CALIBRATION, alive, collapsed, likelihood
 from gramjax.metrics import uncertainty
-from gramjax.reporting import figures
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -53,35 +55,101 @@ def fmt_s(seconds: float) -> str:
 
 
 
-def skipped_steps(workdir: pathlib.Path) -> tuple[int, int]:
-  """(steps the NaN guard skipped, the first of them; -1 if none), from
-  the run's metrics.jsonl (written only under ``nan_policy='skip'``)."""
-  rows = [json.loads(line) for line in
-          (workdir / 'metrics.jsonl').read_text().splitlines() if line]
-  counted = [r for r in rows if 'skipped_steps' in r]
-  if not counted:
-    return 0, -1
-  return counted[-1]['skipped_steps'], counted[-1]['first_skipped_step']
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
 
 
-
-def reliability_figures(results, losses, seed, folders, fig_dir
+def reliability_figures(results, losses, seeds, folders, fig_dir
                         ) -> list[tuple[str, pathlib.Path]]:
-  """Per folder, the RGB reliability diagrams of seed ``seed``'s likelihood
-  models before and after sigma scaling (matplotlib)."""
-  models = likelihood(results, losses, [seed])  # Not collapsed at seed.
-  expected = list(1.0 - uncertainty.DEFAULT_ALPHAS)
+  """Per folder (the calibration images first), the RGB reliability
+  diagram of each likelihood model before and after sigma scaling: the
+  mean over seeds of the observed coverage, shaded from the lowest to the
+  highest seed."""
+  plt = _pyplot()
+  expected = 1.0 - np.asarray(uncertainty.DEFAULT_ALPHAS)
   written = []
-  for f in folders:
-    for block, title in (('raw', 'before recalibration'),
-                         ('sigma_scaling', 'after sigma scaling')):
-      curves = {NAMES[l]: (expected, results[l][seed]['curves'][f][block])
-                for l in models}
-      path = figures.reliability_diagram(
-          curves, fig_dir / f'reliability_{f}_{block}.png',
-          title=f'{f}, RGB, {title}')
-      written.append((f'Reliability, {f} (RGB), {title}, seed {seed}', path))
+  for f in [CALIBRATION, *folders]:
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.2), dpi=110,
+                             sharey=True)
+    for ax, block, title in ((axes[0], 'raw', 'before recalibration'),
+                             (axes[1], 'sigma_scaling',
+                              'after sigma scaling')):
+      ax.plot([0, 1], [0, 1], color='0.6', linestyle='--',
+              label='calibrated')
+      for loss in likelihood(results, losses, seeds):
+        curves = np.array([results[loss][s]['curves'][f][block]
+                           for s in alive(results, loss, seeds)
+                           if block in results[loss][s]['curves'].get(f, {})])
+        if not curves.size:
+          continue
+        line, = ax.plot(expected, curves.mean(0), label=NAMES[loss])
+        ax.fill_between(expected, curves.min(0), curves.max(0),
+                        color=line.get_color(), alpha=0.2, linewidth=0)
+      ax.set(xlim=(0, 1), ylim=(0, 1), title=title,
+             xlabel='expected coverage of central interval')
+    axes[0].set_ylabel('observed coverage (RGB)')
+    axes[0].legend(loc='upper left', fontsize=7)
+    name = 'calibration images (in sample)' if f == CALIBRATION else f
+    fig.suptitle(f'{name}: mean over seeds, band = min-max over seeds')
+    fig.tight_layout()
+    path = fig_dir / f'reliability_{f}.png'
+    fig.savefig(path)
+    plt.close(fig)
+    written.append((f'Reliability, {name}, RGB', path))
   return written
+
+
+def interval_figure(results, losses, seeds, folders, fig_dir
+                    ) -> tuple[str, pathlib.Path]:
+  """Left: the split study's mean test risk against mean half-width, crc
+  (filled) and constant width (hollow), per model, error bars = sd over
+  seeds. Right: crc fitted on all the calibration images, its risk there
+  (in sample) and on each test set."""
+  plt = _pyplot()
+  fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 4.2), dpi=110)
+  models = [l for l in likelihood(results, losses, seeds)
+            if tables.split(results, l, seeds, 'crc', 'mean_risk')]
+  alpha = None
+  for i, loss in enumerate(models):
+    colour = f'C{i}'
+    for method, face in (('crc', colour), ('constant_width', 'none')):
+      w = tables.split(results, loss, seeds, method, 'mean_halfwidth_grey')
+      r = tables.split(results, loss, seeds, method, 'mean_risk')
+      left.errorbar(np.mean(w), np.mean(r), xerr=np.std(w, ddof=1) if
+                    len(w) > 1 else 0, yerr=np.std(r, ddof=1) if len(r) > 1
+                    else 0, fmt='o', color=colour, mfc=face,
+                    label=f'{NAMES[loss]}' if method == 'crc' else None)
+    alpha = results[loss][alive(results, loss, seeds)[0]]['conformal'][
+        'alpha']
+    where = [CALIBRATION, *folders]
+    risks = [tables.values(results, loss, seeds, w, 'interval_crc', 'rgb',
+                           'risk') for w in where]
+    x = np.arange(len(where)) + (i - len(models) / 2) * 0.08
+    right.errorbar(x, [np.mean(r) for r in risks],
+                   yerr=[np.std(r, ddof=1) if len(r) > 1 else 0
+                         for r in risks], fmt='o', color=colour,
+                   label=NAMES[loss])
+  for ax in (left, right):
+    if alpha is not None:
+      ax.axhline(alpha, color='0.4', linestyle='--', linewidth=1)
+  left.set(xlabel='mean half-width (grey levels)',
+           ylabel='mean test risk (share of values outside)',
+           title='within distribution: split study\n(filled: crc, hollow: '
+           'constant width)')
+  left.legend(fontsize=7)
+  right.set_xticks(range(len(folders) + 1))
+  right.set_xticklabels(['calibration\n(in sample)', *folders])
+  right.set(ylabel='risk (share of values outside)',
+            title='crc fitted on the calibration images')
+  fig.tight_layout()
+  path = fig_dir / 'conformal.png'
+  fig.savefig(path)
+  plt.close(fig)
+  return ('Conformal intervals (RGB), mean ±sd over seeds; dashed: alpha',
+          path)
 
 
 @dataclasses.dataclass
@@ -92,13 +160,13 @@ class Run:
   config: object                # Its config (of the first loss).
   variants: dict                # configs/cpu_scale.py's VARIANTS.
   train_dir: str
+  calibrate_on: str             # e.g. heldout[5:].
   shortened: bool               # --steps given: a smoke test.
   losses: list
   seeds: list
   names: list                   # The test folders.
   walls: dict                   # {(loss, seed): training seconds}.
   trained_at: dict              # {(loss, seed): commit}.
-  skipped: dict                 # {(loss, seed): (steps skipped, first)}.
   eval_s: float
   total_s: float
   n_params: int
@@ -114,7 +182,8 @@ def _intro(results, run: Run, out: pathlib.Path) -> list[str]:
   args = (results, run.losses, run.seeds, run.names)
   commits = sorted(set(run.trained_at.values()))
   return [
-      '# Table I at CPU scale: what GRAM costs and buys',
+      '# Table I at CPU scale: what GRAM costs and buys, and intervals '
+      'with a guarantee',
       '',
       f'Produced by `{run.command}` from a clean checkout of commit '
       f'`{run.commit}`{" (with uncommitted changes!)" if run.dirty else ""} '
@@ -125,23 +194,34 @@ def _intro(results, run: Run, out: pathlib.Path) -> list[str]:
       out.with_suffix('.json').name + '`) and its pictures. Every number '
       'and every sentence below comes from that run.',
       '',
+      '**How to read it.** Models are compared only as paired per-seed '
+      f'differences (the same seed trains both) over {len(run.seeds)} seeds, '
+      'shown as mean [95 % t interval]; a difference is claimed only where '
+      'its interval excludes 0, otherwise the page says "no difference '
+      'measured". With three seeds the interval is wide (t = 4.30): most '
+      'small differences cannot be resolved here, and the page says so '
+      'rather than ranking them. "±" is the standard deviation over seeds.',
+      '',
       '## Answers',
       '',
-      *answers.stability_answer(*args),
-      *answers.cost_answer(*args),
-      *answers.best_answer(*args),
-      *answers.recal_answer(*args),
+      *answers.stability(*args),
+      *answers.cost(*args),
+      *answers.ranking(*args),
+      *answers.calibration(*args),
+      *answers.conformal(*args),
       '',
   ]
 
 
-def _model_and_training(run: Run) -> list[str]:
-  """The setup's first bullets: the model, its training, skipped steps."""
+def _setup(run: Run) -> list[str]:
+  """The Setup section: model, training, selection, variants, evaluation,
+  calibration, time."""
   config, m, opt = run.config, run.config.model, run.config.optimizer
-  skipped = ', '.join(
-      f'{NAMES[l]} seed {s}: {n} (the first at step {first})'
-      for (l, s), (n, first) in run.skipped.items() if n)
+  v, walls = run.variants, run.walls.values()
+  val = next(iter(config.evals.values()))
   return [
+      '## Setup',
+      '',
       f'- Model: SRResNet x{m.scale}, {m.num_blocks} residual blocks x '
       f'{m.channels} channels, {m.first_kernel}x{m.first_kernel} first conv, '
       f'{m.head_kernel}x{m.head_kernel} heads, LeakyReLU({m.leaky_slope}), '
@@ -152,101 +232,110 @@ def _model_and_training(run: Run) -> list[str]:
          if run.shortened else '')
       + f', batches of {config.batch_size} random {config.data.crop_size}x'
       f'{config.data.crop_size} HR crops of the {run.train_dir} photos '
-      f'except {config.data.holdout} held out (`data.holdout`) with flips '
-      'and 90/180/270 rotations, LR by MATLAB bicubic on the device, '
+      f'except {config.data.holdout} held out (`data.holdout`, recorded by '
+      'name and content hash when training starts) with flips and '
+      '90/180/270 rotations, LR by MATLAB bicubic on the device, '
       f'Adam({opt.b1}, {opt.b2}), lr {opt.lr_values[0]:g} then '
       f'{opt.lr_values[1]:g} from step {opt.lr_boundaries[0]}. Seeds '
-      f'{", ".join(map(str, run.seeds))} (initialisation and data order).',
-      '- Non-finite steps: the on-device guard drops a step whose loss or '
-      f'gradients are not finite; with `nan_policy={config.nan_policy!r}` '
-      'training goes on. Steps dropped: '
-      + (f'{skipped}; every other run none.' if skipped else
-         'none in any run.'),
-  ]
-
-
-def _setup(run: Run) -> list[str]:
-  """The Setup section: model, training, variants, evaluation, time."""
-  v, walls = run.variants, run.walls.values()
-  return [
-      '## Setup',
-      '',
-      *_model_and_training(run),
-      '- Variants (`configs/cpu_scale.py`): ' + '; '.join(
-          f'{NAMES[l]}: `{v[l][0]}`' + (f' {v[l][1]}' if v[l][1] else '')
-          + (f' with {v[l][2]}' if v[l][2] else '')
-          for l in run.losses) + '. MSE (eq. 1), MLE = Gaussian NLL (eq. '
+      f'{", ".join(map(str, run.seeds))} (initialisation and data order). '
+      'Non-finite steps are dropped by the on-device guard '
+      f'(`nan_policy={config.nan_policy!r}`) and counted.',
+      f'- Checkpoint selection: validation every {val["every"]} steps on '
+      f'`{val["folder"]}` (held-out training-distribution images, never a '
+      f'test set); the checkpoint with the best `{config.best_metric}` is '
+      'the one evaluated.',
+      f'- Collapse rule: {COLLAPSE_RULE}.',
+      '- Variants (`configs/cpu_scale.py`, each the config keys it sets): '
+      + '; '.join(f'{NAMES[l]}: ' + ', '.join(
+          f'`{k}={val!r}`' for k, val in v[l].items()) for l in run.losses) + '. MSE (eq. 1), MLE = Gaussian NLL (eq. '
       '3), GRAM (eq. 4), loss-rescaling (eq. 5), beta-NLL (Seitzer et al. '
       '2022), faithful (Stirn et al. 2023: MSE for the mean, the NLL for '
       'the variance head, which reads a stop-gradient copy of the '
       'features).',
-      f'- Evaluation: {", ".join(run.names)}; x{run.config.model.scale} PSNR '
-      '(dB)/SSIM on the Y channel, the `standard` convention of '
-      'docs/evaluation.md (MATLAB bicubic LR rounded to uint8, shave 4 px, '
-      '11x11 Gaussian SSIM), latest checkpoint. Uncertainty figures pooled '
-      'over every pixel of a set, in grey levels; RGB (every channel, what '
-      'the likelihood is trained on) is primary, Y assumes fully correlated '
-      'channel errors.',
-      '- Recalibration: sigma scaling and isotonic recalibration, each '
-      f'fitted per model on the {run.config.data.holdout} SunHays80 images '
-      'its training held out (`evaluate --calibrate_on=heldout`; '
-      'docs/evaluation.md, "Recalibration").',
+      f'- Evaluation: {", ".join(run.names)}; x{m.scale} PSNR (dB)/SSIM on '
+      'the Y channel, the `standard` convention of docs/evaluation.md '
+      '(MATLAB bicubic LR rounded to uint8, shave 4 px, 11x11 Gaussian '
+      'SSIM). Uncertainty figures pooled over the pixels of a set (at most '
+      '2^23 values per set, the same share of each image), in grey levels; '
+      'RGB (what the likelihood is trained on) is primary. MACE is shown; '
+      'AUCE (the same quantity on another grid) is in the JSON only.',
+      f'- Calibration: every method fitted per model on `{run.calibrate_on}`'
+      ' (the held-out images that neither trained nor validated; '
+      '`evaluate --calibrate_on`), checked disjoint by content from the test '
+      'sets: sigma scaling and isotonic recalibration, conformal risk '
+      'control (crc) and RCPS at alpha = 0.1 (RCPS delta = 0.1), and the '
+      'constant-width baseline (sigma = 1). The channel correlation that '
+      'the Y variance uses is measured on the same images. The split study '
+      'halves them at random 100 times (seeded).',
       f'- Hardware: {hardware()}.',
       f'- Wall time: training {fmt_s(sum(walls))} for {len(run.walls)} '
       f'models (about {fmt_s(statistics.fmean(walls))} each), evaluation '
-      f'{fmt_s(run.eval_s)} in the run that wrote this page (evaluations of '
-      'unchanged checkpoints are kept in each run\'s `study_eval.json`), '
-      f'whole script {fmt_s(run.total_s)}.',
+      f'{fmt_s(run.eval_s)} in the run that wrote this page (an evaluation '
+      'is kept in the run\'s `study_eval.json` under a key holding its '
+      'step, folders and a digest of the code that made it), whole script '
+      f'{fmt_s(run.total_s)}.',
       '',
   ]
 
 
-def _quality_tables(results, run: Run, channel: str, title: str
-                    ) -> list[str]:
-  """One uncertainty table per test folder."""
-  return [line for f in run.names for line in (
-      f'**{f}{title}**', '',
-      tables.quality_table(results, run.losses, run.seeds, f, channel), '')]
-
-
 def _tables(results, run: Run) -> list[str]:
-  """Table I, per seed, the uncertainty before/after recalibration, Y."""
+  """Table I, per seed, paired differences, uncertainty, conformal, Y."""
   args = (results, run.losses, run.seeds, run.names)
+  where = [CALIBRATION, *run.names]
+  quality = [line for w in where for line in (
+      f'**{"Calibration images (in sample)" if w == CALIBRATION else w}, '
+      'RGB**', '', tables.quality_table(results, run.losses, run.seeds, w,
+                                        'rgb'), '')]
   return [
       '## Table I format',
       '',
-      f'PSNR (dB) / SSIM, mean ±standard deviation over {len(run.seeds)} '
-      'seeds (over the runs that did not collapse, where the row says so); '
-      '"vs MSE": the mean over seeds of the difference from the MSE model '
-      'trained with the same seed.',
+      'PSNR (dB) / SSIM, mean ±sd over the seeds whose run did not '
+      'collapse; "vs MSE": the paired per-seed difference from the MSE '
+      'model, mean [95 % interval].',
       '',
-      tables.table_one(*args), '', 'PSNR per seed:', '',
+      tables.table_one(*args), '',
+      'Per run: PSNR, and the training signals the collapse rule reads '
+      '(mean logged training loss over the first and the last tenth of '
+      'the run, steps the guard dropped):', '',
       tables.per_seed_table(*args), '',
-      '## Uncertainty before and after recalibration (RGB)',
+      '## Paired differences from GRAM',
       '',
-      'Gaussian NLL (nats per value, grey levels), AUSE (Ilg et al. 2018; '
-      'lower is better), Spearman correlation of sigma and |error|, AUCE '
-      '(Gustafsson et al. 2020) and MACE (uncertainty-toolbox) (0 is '
-      'calibrated), coverage of the central 90 % interval, mean sigma over '
-      'RMSE; then (s): after sigma scaling, (iso): after isotonic '
-      'recalibration (its NLL is undefined). AUSE and Spearman do not change '
-      'under either. Mean ±sd over the seeds whose run did not collapse; MSE '
-      'has no trained variance head.',
+      'Each model minus GRAM, paired by seed, mean [95 % interval], RGB; '
+      'AUSE lower is better, Spearman higher, NLL after sigma scaling lower.',
+      '', tables.paired_table(*args), '',
+      '## Uncertainty before and after recalibration',
       '',
-      *_quality_tables(results, run, 'rgb', ''),
-      'The sigma-scaling factor fitted on the held-out images against the '
-      'factor that would have calibrated each test set on its own (RGB; 1 '
-      'is calibrated):',
+      'Gaussian NLL (nats per value, grey levels), AUSE (Ilg et al. 2018), '
+      'Spearman correlation of sigma and |error|, MACE (uncertainty-toolbox; '
+      '0 is calibrated), coverage of the central 90 % interval, mean sigma '
+      'over RMSE; (s): after sigma scaling, (iso): after isotonic '
+      'recalibration, both fitted on the calibration images. The first '
+      'table is those images themselves (in sample: no shift), the others '
+      'the test sets. Mean ±sd over seeds.',
+      '',
+      *quality,
+      'The sigma-scaling factor fitted on the calibration images against '
+      'the factor that would have calibrated each test set on its own (RGB):',
       '', tables.scale_table(*args), '',
+      '## Conformal intervals',
+      '',
+      'Intervals `mean ± lambda * sigma` per value (constant width: '
+      '`mean ± lambda` grey levels); the risk of an image is the share of '
+      'its values outside. Within distribution: the split study among the '
+      'calibration images (per seed the means over 100 random halvings; '
+      'here mean ±sd over seeds; "constant - crc half-width": paired by '
+      'seed, mean [95 % interval]):',
+      '', tables.conformal_split_table(*args), '',
+      'Under shift: crc fitted on all the calibration images, measured on '
+      'them (in sample) and on each test set (RGB):',
+      '', tables.shift_table(*args), '',
       '## The Y channel',
       '',
-      'The correlation of the R, G and B errors measured on each set '
-      '(`error_channel_correlation`), the RGB coverage of the 90 % interval '
-      'and the Y channel\'s with its variance for fully correlated channel '
-      'errors (the default, docs/evaluation.md), before and after sigma '
-      'scaling (fitted on Y):',
+      'The correlation of the channels\' standardised errors e/sigma, '
+      'measured on the calibration images (what the Y variance uses) and '
+      'on each test set (shown, never used), and RGB against Y coverage '
+      'after sigma scaling:',
       '', tables.y_table(*args), '',
-      *_quality_tables(results, run, 'y', ', Y channel'),
   ]
 
 
@@ -254,24 +343,32 @@ def write_page(results, run: Run, out: pathlib.Path) -> pathlib.Path:
   """Writes ``out`` (Markdown), its JSON and its pictures; returns the
   pictures' folder."""
   fig_dir = out.parent / f'{out.stem}_figures'
+  fig_dir.mkdir(parents=True, exist_ok=True)
+  args = (results, run.losses, run.seeds, run.names, fig_dir)
+  drawn = [*reliability_figures(*args)]
+  if any(tables.split(results, l, run.seeds, 'crc', 'mean_risk')
+         for l in likelihood(results, run.losses, run.seeds)):
+    drawn.append(interval_figure(*args))
   pictures = [f'![{title}]({os.path.relpath(path, out.parent)})'
-              for title, path in reliability_figures(
-                  results, run.losses, run.seeds[0], run.names, fig_dir)]
+              for title, path in drawn]
   doc = [*_intro(results, run, out), *_setup(run), *_tables(results, run),
-         f'## Pictures (seed {run.seeds[0]})', '', '\n\n'.join(pictures), '']
+         '## Pictures', '',
+         'Each picture\'s numbers are in the JSON (`curves`, `conformal`, '
+         '`interval_crc` of each model and seed).', '',
+         '\n\n'.join(pictures), '']
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text('\n'.join(doc))
   key = lambda l, s: f'{l}_seed{s}'
   raw = {'commit': run.commit, 'dirty': run.dirty,
          'config': run.config_path, 'total_steps': run.config.total_steps,
-         'seeds': run.seeds,
+         'seeds': run.seeds, 'calibrate_on': run.calibrate_on,
+         'collapse_rule': COLLAPSE_RULE,
+         'trained_at': {key(*k): c for k, c in run.trained_at.items()},
          'train_seconds': {key(*k): w for k, w in run.walls.items()},
-         'skipped_steps': {key(*k): n for k, (n, _) in run.skipped.items()},
-         'collapsed': [key(*k) for k in run.walls
-                       if collapsed(results, *k)],
+         'collapsed': {key(*k): collapsed(results, *k) for k in run.walls
+                       if collapsed(results, *k)},
          'bicubic': results['bicubic'],
-         'models': {l: {str(s): {k: v for k, v in results[l][s].items()
-                                 if k != 'curves'} for s in run.seeds}
+         'models': {l: {str(s): results[l][s] for s in run.seeds}
                     for l in run.losses}}
-  out.with_suffix('.json').write_text(json.dumps(raw, indent=2))
+  out.with_suffix('.json').write_text(json.dumps(raw, indent=1))
   return fig_dir

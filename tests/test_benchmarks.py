@@ -29,9 +29,9 @@ def load(name):
 
 def study():
   """The CPU-scale study's tables, answers and page as one namespace."""
-  from benchmarks import study_answers, study_page, study_tables  # pylint: disable=g-import-not-at-top
-  return types.SimpleNamespace(**{**vars(study_tables), **vars(study_answers),
-                                  **vars(study_page)})
+  from benchmarks import study_answers, study_page, study_stats, study_tables  # pylint: disable=g-import-not-at-top
+  return types.SimpleNamespace(**{**vars(study_stats), **vars(study_tables),
+                                  **vars(study_answers), **vars(study_page)})
 
 
 @pytest.fixture(scope='module')
@@ -78,140 +78,187 @@ def test_torch_reference_has_the_same_parameters():
   assert tuple(mean.shape) == tuple(log_var.shape) == (1, 3, 24, 28)
 
 
-def _study_results(gaps, covs_after, seeds=(0, 1, 2), folders=('Set5',),
-                   ause=None, collapse=()):
-  """Synthetic study results: ``gaps[loss]`` = PSNR minus MSE's (dB, the
-  same for every seed but for a +-0.01 wobble), ``covs_after[loss]`` =
-  RGB coverage_90 after sigma scaling; the runs ``(loss, seed)`` in
-  ``collapse`` end at 10 dB with a coverage of 0."""
-  def quality(cov, ause=0.3, nll=3.0, mace=0.1):
+def _study_results(gaps, seeds=(0, 1, 2), folders=('Set5',), wobble=0.01,
+                   collapse=(), cov_in=0.88, crc_risk=0.09):
+  """Synthetic study results in reproduce_cpu_scale's shape: ``gaps[loss]``
+  = PSNR minus MSE's (dB), plus ``wobble`` times -1, 0 or 1 in an order
+  that differs between losses (so paired differences vary); the runs ``(loss, seed)`` in
+  ``collapse`` have a rising training loss. ``cov_in``: coverage_90 after
+  sigma scaling on the calibration images; ``crc_risk``: the split study's
+  and the test sets' crc risk."""
+  def quality(cov=0.75, ause=0.3, nll=3.0, mace=0.1):
     q = {'coverage_90': cov, 'ause': ause, 'nll': nll, 'mace': mace,
          'spearman': 0.5, 'auce': mace, 'mean_sigma': 8.0, 'rmse': 10.0}
     return {'rgb': q, 'y': dict(q)}
+  interval = lambda risk: {'rgb': {
+      'risk': risk, 'frac_images_risk_le_alpha': 0.6, 'coverage': 1 - risk,
+      'mean_halfwidth_grey': 20.0, 'constant_width': {'risk': risk}}}
   results = {'bicubic': {f: {'psnr': 28.0, 'ssim': 0.8} for f in folders}}
-  for loss, g in {'mse': 0.0, **gaps}.items():
+  for i, (loss, g) in enumerate({'mse': 0.0, **gaps}.items()):
     results[loss] = {}
     for s in seeds:
-      bad = (loss, s) in collapse
-      entry = {'psnr': 10.0 if bad else 30.0 + g + 0.01 * (s - 1),
-               'ssim': 0.8}
+      psnr = 30.0 + g + wobble * ((s + i) % 3 - 1)
+      entry = {'psnr': psnr, 'ssim': 0.8}
+      run = {'training': {'collapsed': 'its training loss did not fall'
+                          if (loss, s) in collapse else None,
+                          'loss_first_tenth': 1.0, 'loss_last_tenth': 0.5,
+                          'dropped_steps': 0}}
       if loss != 'mse':
-        entry.update(uncertainty=quality(0.0 if bad else 0.75,
-                                         mace=0.1 + 0.05 * g,
-                                         ause=(ause or {}).get(loss, 0.3)),
-                     uncertainty_sigma_scaling=quality(covs_after[loss],
-                                                       mace=0.01),
+        entry.update(uncertainty=quality(),
+                     uncertainty_sigma_scaling=quality(0.9, mace=0.01),
                      uncertainty_isotonic=quality(0.9, mace=0.005),
+                     interval_crc=interval(crc_risk),
                      error_channel_correlation=0.6, ideal_scale_rgb=1.3)
-      results[loss][s] = {
-          'folders': {f: entry for f in folders},
-          'calibration': {'sigma_scaling': {'values': {'rgb': {'scale': 1.2}}}}}
+        cal = dict(entry, uncertainty_sigma_scaling=quality(cov_in),
+                   interval_crc=interval(0.08))
+        run.update(
+            calibration_images=cal,
+            calibration={'sigma_scaling': {'values': {'rgb': {'scale': 1.2}}}},
+            conformal={'alpha': 0.1, 'delta': 0.1, 'splits': 100,
+                       'calibration_images': 10, 'test_images': 10,
+                       'crc': {'mean_risk': crc_risk,
+                               'frac_risk_le_alpha': 0.6,
+                               'mean_halfwidth_grey': 20.0 + s},
+                       'rcps': {'uncertified_splits': 100},
+                       'constant_width': {'mean_risk': crc_risk,
+                                          'frac_risk_le_alpha': 0.6,
+                                          'mean_halfwidth_grey': 30.0}},
+            curves={w: {'raw': list(np.linspace(0, 0.9, 99)),
+                        'sigma_scaling': list(np.linspace(0.01, 0.99, 99))}
+                    for w in ('calibration_images', *folders)})
+      run['folders'] = {f: entry for f in folders}
+      results[loss][s] = run
   return results
 
 
-def test_reproduce_answers_follow_the_numbers():
+def test_collapse_rule_reads_training_signals_only(tmp_path):
+  from benchmarks import study_stats  # pylint: disable=g-import-not-at-top
+  def signals(losses, **extra):
+    rows = [{'step': 100 * (i + 1), 'loss': l} for i, l in enumerate(losses)]
+    if extra:
+      rows.append({'step': 100 * len(losses), **extra})
+    (tmp_path / 'metrics.jsonl').write_text(
+        '\n'.join(json.dumps(r) for r in rows) + '\n')
+    return study_stats.training_signals(tmp_path, 3000)
+  falling = list(np.linspace(1.0, 0.1, 30))
+  got = signals(falling)
+  assert got['collapsed'] is None and got['logged_losses'] == 30
+  assert got['loss_first_tenth'] == pytest.approx(np.mean(falling[:3]))
+  assert got['loss_last_tenth'] == pytest.approx(np.mean(falling[-3:]))
+  assert 'did not fall' in signals(falling[::-1])['collapsed']
+  assert 'not finite' in signals(falling[:-1] + [float('nan')])['collapsed']
+  # 30 dropped steps are 1 % of 3000: allowed; 31 are not.
+  assert signals(falling, skipped_steps=30,
+                 first_skipped_step=7)['collapsed'] is None
+  got = signals(falling, skipped_steps=31, first_skipped_step=7)
+  assert got['collapsed'] == ('the guard dropped 31 of 3000 steps (the '
+                              'first at step 7)')
+  assert got['dropped_steps'] == 31 and got['first_dropped_step'] == 7
+
+
+def test_paired_interval_is_students_t():
+  from benchmarks import study_stats  # pylint: disable=g-import-not-at-top
+  d = study_stats.Paired((1.0, 2.0, 3.0))
+  # t(0.975, 2) = 4.302653 (a printed table); sd = 1.
+  assert d.half == pytest.approx(4.302653 / np.sqrt(3), rel=1e-6)
+  assert not d.measured and d.verdict('up', 'down') == 'no difference measured'
+  assert d.text('dB') == '+2.00 [-0.48, +4.48] dB'
+  d = study_stats.Paired((-1.0, -1.1, -0.9))
+  assert d.measured and d.verdict('up', 'down') == 'down'
+  assert 'no interval' in study_stats.Paired((1.0,)).text()
+  # The interval covers a true mean of 0 in 95 % of normal samples of 3.
+  rng = np.random.default_rng(0)
+  hits = np.mean([not study_stats.Paired(tuple(rng.normal(size=3))).measured
+                  for _ in range(4000)])
+  assert 0.94 <= hits <= 0.96
+
+
+def test_study_answers_claim_only_what_the_intervals_resolve():
   rep = study()
   seeds, folders = [0, 1, 2], ['Set5']
-  losses = ['mse', 'gram', 'beta_nll_1', 'faithful']
-  covs = {'gram': 0.89, 'beta_nll_1': 0.91, 'faithful': 0.88}
-  results = _study_results({'gram': -0.3, 'mle': -1.0}, {'gram': 0.9,
-                                                          'mle': 0.9})
-  (_, order) = rep.cost_answer(results, ['mse', 'mle', 'gram'], seeds,
-                               folders)
-  assert 'MLE (the plain NLL) is -1.00 ±0.00 dB from MSE' in order
-  assert 'below GRAM in 3 of 3' in order and 'recovers 70%' in order
-  # beta-NLL(1) costs what GRAM costs, faithful nothing: the shared trunk.
-  results = _study_results({'gram': -0.3, 'beta_nll_1': -0.28,
-                            'faithful': 0.0}, covs)
-  cost = '\n'.join(rep.cost_answer(results, losses, seeds, folders))
-  assert 'GRAM is -0.30 ±0.00 dB from MSE over 1 set(s) and 3 seeds' in cost
-  assert 'the same as GRAM' in cost
-  assert "comes from the variance head's gradient" in cost
-  # beta-NLL(1) at MSE's PSNR: the trunk does not explain it.
-  results = _study_results({'gram': -0.3, 'beta_nll_1': 0.0,
-                            'faithful': 0.0}, covs)
-  cost = '\n'.join(rep.cost_answer(results, losses, seeds, folders))
-  assert 'does not explain the cost' in cost
-  best = rep.best_answer(results, losses, seeds, folders)[0]
-  # GRAM loses 0.3 dB for the same AUSE: beaten on both by the others.
-  assert 'beta-NLL 1 (' in best and 'Faithful (' in best
-  assert 'GRAM (' not in best
-  # A better ranking for 0.3 dB: GRAM joins the front, Faithful leads it.
-  results = _study_results({'gram': -0.3, 'beta_nll_1': -0.4,
-                            'faithful': 0.0}, covs,
-                           ause={'gram': 0.2, 'beta_nll_1': 0.25})
-  best = rep.best_answer(results, losses, seeds, folders)[0]
-  assert best.index('Faithful (') < best.index('GRAM (')
-  assert 'beta-NLL 1 (' not in best
-  assert "The best ranking of errors is GRAM's (AUSE 0.200, -0.30 dB)" in best
-  recal = '\n'.join(rep.recal_answer(results, losses, seeds, folders))
-  assert 'for GRAM, beta-NLL 1, Faithful' in recal and 'Why not' not in recal
-  results = _study_results({'gram': -0.3, 'beta_nll_1': 0.0,
-                            'faithful': 0.0}, {**covs, 'gram': 0.80})
-  recal = '\n'.join(rep.recal_answer(results, losses, seeds, folders))
-  assert 'not for GRAM (Set5 0.800)' in recal and 'Why not' in recal
+  losses = ['mse', 'mle', 'gram', 'beta_nll_1', 'faithful']
+  results = _study_results({'mle': -1.0, 'gram': -0.3, 'beta_nll_1': -0.28,
+                            'faithful': 0.001}, wobble=0.01)
+  cost = '\n'.join(rep.cost(results, losses, seeds, folders))
+  assert 'GRAM - MSE: -0.30 [' in cost and '(GRAM lower, 3 seeds)' in cost
+  assert 'MLE - GRAM: -0.70 [' in cost and '(MLE lower' in cost
+  # 0.001 dB against a seed wobble of 0.02: not resolved.
+  assert 'Faithful - MSE: +0.00 [' in cost
+  assert 'Faithful - MSE' in cost and (
+      cost.split('Faithful - MSE')[1].split(')')[0].count(
+          'no difference measured') == 1)
   table = rep.table_one(results, losses, seeds, folders)
   row = next(l for l in table.splitlines() if l.startswith('| GRAM |'))
-  assert row.split(' | ')[1:] == ['29.70 ±0.01', '0.8000 ±0.0000',
-                                  '-0.30 ±0.00 |']
+  assert row.split(' | ')[1:3] == ['29.70 ±0.01', '0.8000 ±0.0000']
+  # Shape or shift: the in-sample coverage decides which is said.
+  calib = rep.calibration(results, losses, seeds, folders)[0]
+  assert 'misses 0.9 even on the images it was fitted on' in calib
+  calib = rep.calibration(_study_results({'gram': -0.3}, cov_in=0.9),
+                          ['mse', 'gram'], seeds, folders)[0]
+  assert 'there the Gaussian shape holds' in calib
+  conf = '\n'.join(rep.conformal(results, losses, seeds, folders))
+  # n = 10 at alpha 0.1: the calibration risk must be <= 0.01.
+  assert '(alpha(n+1) - 1)/n = 0.010 with n = 10' in conf
+  assert 'too loose' in conf                 # rcps certified nothing.
+  assert 'GRAM on Set5: risk 0.090 ±0.000, <= alpha for 3 of 3 seeds' in conf
+  # Constant width 30 against crc 20, 21, 22: sigma narrows it by 9.
+  assert 'GRAM +9.0 [' in conf and 'sigma narrows the interval' in conf
 
 
-def test_reproduce_counts_the_steps_a_run_skipped(tmp_path):
-  rep = study()
-  rows = [{'step': 100, 'loss': 0.1},
-          {'step': 200, 'skipped_steps': 1, 'first_skipped_step': 150},
-          {'step': 300, 'skipped_steps': 3, 'first_skipped_step': 150},
-          {'step': 300, 'val/set5/psnr': 20.0}]
-  (tmp_path / 'metrics.jsonl').write_text(
-      '\n'.join(json.dumps(r) for r in rows) + '\n')
-  assert rep.skipped_steps(tmp_path) == (3, 150)
-  (tmp_path / 'metrics.jsonl').write_text(json.dumps(rows[0]) + '\n')
-  assert rep.skipped_steps(tmp_path) == (0, -1)
-
-
-def test_reproduce_leaves_collapsed_runs_out_and_names_them():
+def test_study_leaves_collapsed_runs_out_and_names_them():
   rep = study()
   seeds, folders, losses = [0, 1, 2], ['Set5'], ['mse', 'mle', 'gram']
-  results = _study_results({'gram': -0.3, 'mle': -1.0},
-                           {'gram': 0.9, 'mle': 0.9},
+  results = _study_results({'mle': -1.0, 'gram': -0.3},
                            collapse={('mle', 1)})
   assert rep.alive(results, 'mle', seeds) == [0, 2]
-  # At bicubic's level is poor, not collapsed (28 dB here).
-  results['mle'][0]['folders']['Set5'] = dict(
-      results['mle'][0]['folders']['Set5'], psnr=27.9)
-  assert rep.alive(results, 'mle', seeds) == [0, 2]
-  results['mle'][0]['folders']['Set5']['psnr'] = 28.99  # As built.
-  (stability,) = rep.stability_answer(results, losses, seeds, folders)
-  assert 'MLE 1 of 3 (seed 1: Set5 10.00 dB)' in stability
-  assert 'Every run of MSE, GRAM converged' in stability
-  order = rep.cost_answer(results, losses, seeds, folders)[1]
-  # The collapsed run would make MLE -13 dB from MSE; it is left out.
-  assert ("MLE (the plain NLL) is -1.00 ±0.00 dB from MSE (its 2 run(s) "
-          'that did not collapse) and below GRAM in 2 of 2') in order
+  (stability,) = rep.stability(results, losses, seeds, folders)
+  assert 'MLE seed 1: its training loss did not fall' in stability
+  assert 'training signals only' in stability
   table = rep.table_one(results, losses, seeds, folders)
-  assert '| MLE (2 of 3 seeds) | 29.00 ±0.01 |' in table
+  assert '| MLE (2 of 3 seeds) |' in table
   per_seed = rep.per_seed_table(results, losses, seeds, folders)
-  assert '10.00 (collapsed)' in per_seed
-  quality = rep.quality_table(results, losses, seeds, 'Set5', 'rgb')
-  mle_row = next(l for l in quality.splitlines() if l.startswith('| MLE'))
-  assert mle_row.split('|')[7].strip() == '0.750 ±0.000'  # cov90, 2 runs.
-  # Every seed collapsed: the model drops out of the answers.
-  results = _study_results({'gram': -0.3, 'mle': -1.0},
-                           {'gram': 0.9, 'mle': 0.9},
+  assert 'its training loss did not fall' in per_seed
+  cost = '\n'.join(rep.cost(results, losses, seeds, folders))
+  assert 'MLE - MSE: -1.0' in cost and '2 seeds)' in cost
+  results = _study_results({'mle': -1.0, 'gram': -0.3},
                            collapse={('mle', s) for s in seeds})
   assert rep.likelihood(results, losses, seeds) == ['gram']
-  cost = '\n'.join(rep.cost_answer(results, losses, seeds, folders))
-  assert 'MLE' not in cost
   assert '| MLE (every seed collapsed) |' in rep.table_one(
       results, losses, seeds, folders)
-  (stability,) = rep.stability_answer(
-      _study_results({'gram': -0.3}, {'gram': 0.9}), ['mse', 'gram'], seeds,
-      folders)
-  assert 'none collapsed' in stability
-  # A variance head whose sigma underflowed counts as collapsed too.
-  results = _study_results({'gram': -0.3}, {'gram': 0.9})
+  # A variance head whose sigma is unusable counts as collapsed too.
+  results = _study_results({'gram': -0.3})
   results['gram'][2]['uncertainty_error'] = 'sigma must be > 0 everywhere'
   assert rep.alive(results, 'gram', seeds) == [0, 1]
+
+
+def test_study_page_writes_its_tables_json_and_figures(tmp_path):
+  rep = study()
+  from configs import cpu_scale  # pylint: disable=g-import-not-at-top
+  seeds, folders, losses = [0, 1, 2], ['Set5'], ['mse', 'gram', 'faithful']
+  results = _study_results({'gram': -0.3, 'faithful': 0.0})
+  run = rep.Run(
+      command='python benchmarks/reproduce_cpu_scale.py',
+      config_path='configs/cpu_scale.py', config=cpu_scale.get_config(),
+      variants=cpu_scale.VARIANTS, train_dir='SunHays80',
+      calibrate_on='heldout[5:]', shortened=False, losses=losses,
+      seeds=seeds, names=folders,
+      walls={(l, s): 100.0 for l in losses for s in seeds},
+      trained_at={(l, s): 'abc1234' for l in losses for s in seeds},
+      eval_s=10.0, total_s=20.0, n_params=1000)
+  out = tmp_path / 'results.md'
+  fig_dir = rep.write_page(results, run, out)
+  page = out.read_text()
+  assert '## Conformal intervals' in page and 'Faithful - GRAM' in page
+  assert 'AUCE' not in page.split('## Setup')[1].replace(
+      'AUCE (the same quantity on another grid) is in the JSON only', '')
+  raw = json.loads(out.with_suffix('.json').read_text())
+  assert raw['models']['gram']['0']['training']['collapsed'] is None
+  assert raw['trained_at']['gram_seed0'] == 'abc1234'
+  pictures = sorted(p.name for p in fig_dir.iterdir())
+  assert pictures == ['conformal.png', 'reliability_Set5.png',
+                      'reliability_calibration_images.png']
+  for name in pictures:
+    assert f'results_figures/{name}' in page
 
 
 def test_reproduce_script_is_short_and_loads():
@@ -220,4 +267,5 @@ def test_reproduce_script_is_short_and_loads():
   script = REPO / 'benchmarks' / 'reproduce_cpu_scale.py'
   assert len(script.read_text().splitlines()) < 300
   rep = load('reproduce_cpu_scale')
-  assert rep.NAMES['gram'] == 'GRAM' and callable(rep.evaluate_model)
+  assert rep.NAMES['gram'] == 'GRAM'
+  assert callable(rep.study_eval.evaluate_model)
