@@ -168,7 +168,8 @@ def conformal(results, losses, seeds, folders) -> list[str]:
       f'{study["delta"]}) certified a lambda in '
       + ', '.join(f'{NAMES[l]} {t - u} of {t}' for l, u, t in certified)
       + f' splits: with n = {n} the Hoeffding-Bentkus bound is too loose '
-      'to certify alpha = 0.1' if all(u == t for _, u, t in certified) else
+      f'to certify alpha = {alpha}.' if all(u == t for _, u, t in certified)
+      else
       f'- **RCPS** (delta = {study["delta"]}) certified a lambda in '
       + ', '.join(f'{NAMES[l]} {t - u} of {t}' for l, u, t in certified)
       + ' splits.')

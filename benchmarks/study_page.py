@@ -16,6 +16,7 @@ import subprocess
 import jax
 
 import numpy as np
+from scipy import stats
 
 from benchmarks import study_answers as answers
 from benchmarks import study_tables as tables
@@ -135,6 +136,11 @@ def interval_figure(results, losses, seeds, folders, fig_dir
   for ax in (left, right):
     if alpha is not None:
       ax.axhline(alpha, color='0.4', linestyle='--', linewidth=1)
+  if alpha is not None:        # crc's finite-sample floor at n.
+    n = results[models[-1]][alive(results, models[-1], seeds)[0]][
+        'conformal']['calibration_images']
+    left.axhline((alpha * (n + 1) - 1) / n, color='0.4', linestyle=':',
+                 linewidth=1)
   left.set(xlabel='mean half-width (grey levels)',
            ylabel='mean test risk (share of values outside)',
            title='within distribution: split study\n(filled: crc, hollow: '
@@ -148,7 +154,8 @@ def interval_figure(results, losses, seeds, folders, fig_dir
   path = fig_dir / 'conformal.png'
   fig.savefig(path)
   plt.close(fig)
-  return ('Conformal intervals (RGB), mean ±sd over seeds; dashed: alpha',
+  return ('Conformal intervals (RGB), mean ±sd over seeds; dashed: alpha, '
+          'dotted: the calibration risk crc must reach, (alpha(n+1)-1)/n',
           path)
 
 
@@ -198,9 +205,11 @@ def _intro(results, run: Run, out: pathlib.Path) -> list[str]:
       f'differences (the same seed trains both) over {len(run.seeds)} seeds, '
       'shown as mean [95 % t interval]; a difference is claimed only where '
       'its interval excludes 0, otherwise the page says "no difference '
-      'measured". With three seeds the interval is wide (t = 4.30): most '
-      'small differences cannot be resolved here, and the page says so '
-      'rather than ranking them. "±" is the standard deviation over seeds.',
+      f'measured". With {len(run.seeds)} seeds the interval is wide (t = '
+      f'{stats.t.ppf(0.975, max(1, len(run.seeds) - 1)):.2f} times the '
+      'standard error): small differences cannot be resolved here, and the '
+      'page says so rather than ranking them. "±" is the standard deviation '
+      'over seeds.',
       '',
       '## Answers',
       '',

@@ -10,8 +10,10 @@ import math
 
 import ml_collections
 
-# The error of a trained MSE model at CPU scale, ~10 grey levels RMS
-# (docs/results.md), as s = log sigma^2 in [-1, 1] units: about -5.1.
+# A round 10 grey levels RMS, as s = log sigma^2 in [-1, 1] units (about
+# -5.1). It was read off an earlier study's test-set error, so the
+# variant that uses it (gram_noise_init) is not in the CPU-scale study,
+# whose choices see no test image.
 NOISE_LOG_VAR = 2 * math.log(10 / 127.5)
 # Steps of MSE before the likelihood takes over (a third of the CPU-scale
 # study's training).
