@@ -304,8 +304,8 @@ def _tables(results, run: Run) -> list[str]:
       '',
       tables.table_one(*args), '',
       'Per run: PSNR, and the training signals the collapse rule reads '
-      '(mean logged training loss over the first and the last tenth of '
-      'the run, steps the guard dropped):', '',
+      '(mean training-batch PSNR in dB over the first and the last tenth of '
+      'the logs, steps the guard dropped):', '',
       tables.per_seed_table(*args), '',
       '## Paired differences from GRAM',
       '',

@@ -105,7 +105,7 @@ def table_one(results, losses, seeds, folders) -> str:
 def per_seed_table(results, losses, seeds, folders) -> str:
   """PSNR per run, with the training signals the collapse rule reads."""
   head = ['Model', 'seed', *[f'{f} PSNR' for f in folders],
-          'loss, first tenth', 'loss, last tenth', 'steps dropped',
+          'training PSNR, first tenth', 'last tenth', 'steps dropped',
           'collapsed']
   rows = []
   for loss in losses:
@@ -113,8 +113,8 @@ def per_seed_table(results, losses, seeds, folders) -> str:
       run, t = results[loss][s], results[loss][s].get('training', {})
       rows.append([NAMES[loss], str(s)] + [
           f'{run["folders"][f]["psnr"]:.2f}' for f in folders] + [
-              f'{t.get("loss_first_tenth", float("nan")):.4g}',
-              f'{t.get("loss_last_tenth", float("nan")):.4g}',
+              f'{t.get("psnr_first_tenth", float("nan")):.2f}',
+              f'{t.get("psnr_last_tenth", float("nan")):.2f}',
               str(t.get('dropped_steps', '?')),
               collapsed(results, loss, s) or 'no'])
   return _table(head, rows)

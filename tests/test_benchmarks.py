@@ -99,9 +99,9 @@ def _study_results(gaps, seeds=(0, 1, 2), folders=('Set5',), wobble=0.01,
     for s in seeds:
       psnr = 30.0 + g + wobble * ((s + i) % 3 - 1)
       entry = {'psnr': psnr, 'ssim': 0.8}
-      run = {'training': {'collapsed': 'its training loss did not fall'
+      run = {'training': {'collapsed': 'its training PSNR did not rise'
                           if (loss, s) in collapse else None,
-                          'loss_first_tenth': 1.0, 'loss_last_tenth': 0.5,
+                          'psnr_first_tenth': 20.0, 'psnr_last_tenth': 30.0,
                           'dropped_steps': 0}}
       if loss != 'mse':
         entry.update(uncertainty=quality(),
@@ -133,24 +133,31 @@ def _study_results(gaps, seeds=(0, 1, 2), folders=('Set5',), wobble=0.01,
 
 def test_collapse_rule_reads_training_signals_only(tmp_path):
   from benchmarks import study_stats  # pylint: disable=g-import-not-at-top
-  def signals(losses, **extra):
-    rows = [{'step': 100 * (i + 1), 'loss': l} for i, l in enumerate(losses)]
+  def signals(psnr, losses=None, **extra):
+    losses = losses or [0.1] * len(psnr)
+    rows = [{'step': 100 * (i + 1), 'loss': l, 'psnr': p}
+            for i, (l, p) in enumerate(zip(losses, psnr))]
+    rows.append({'step': 1500, 'val/heldout/psnr': 10.0})  # Not read.
     if extra:
-      rows.append({'step': 100 * len(losses), **extra})
+      rows.append({'step': 100 * len(psnr), **extra})
     (tmp_path / 'metrics.jsonl').write_text(
         '\n'.join(json.dumps(r) for r in rows) + '\n')
     return study_stats.training_signals(tmp_path, 3000)
-  falling = list(np.linspace(1.0, 0.1, 30))
-  got = signals(falling)
-  assert got['collapsed'] is None and got['logged_losses'] == 30
-  assert got['loss_first_tenth'] == pytest.approx(np.mean(falling[:3]))
-  assert got['loss_last_tenth'] == pytest.approx(np.mean(falling[-3:]))
-  assert 'did not fall' in signals(falling[::-1])['collapsed']
-  assert 'not finite' in signals(falling[:-1] + [float('nan')])['collapsed']
+  rising = list(np.linspace(20.0, 30.0, 30))
+  # A loss that rises while PSNR does (GRAM's reweighted loss can): fine.
+  got = signals(rising, losses=list(np.linspace(-0.03, -0.01, 30)))
+  assert got['collapsed'] is None and got['logged'] == 30
+  assert got['psnr_first_tenth'] == pytest.approx(np.mean(rising[:3]))
+  assert got['psnr_last_tenth'] == pytest.approx(np.mean(rising[-3:]))
+  assert got['loss_first_tenth'] == pytest.approx(np.mean(
+      np.linspace(-0.03, -0.01, 30)[:3]))
+  assert 'did not rise' in signals(rising[::-1])['collapsed']
+  assert 'not finite' in signals(
+      rising, losses=[0.1] * 29 + [float('inf')])['collapsed']
   # 30 dropped steps are 1 % of 3000: allowed; 31 are not.
-  assert signals(falling, skipped_steps=30,
+  assert signals(rising, skipped_steps=30,
                  first_skipped_step=7)['collapsed'] is None
-  got = signals(falling, skipped_steps=31, first_skipped_step=7)
+  got = signals(rising, skipped_steps=31, first_skipped_step=7)
   assert got['collapsed'] == ('the guard dropped 31 of 3000 steps (the '
                               'first at step 7)')
   assert got['dropped_steps'] == 31 and got['first_dropped_step'] == 7
@@ -166,6 +173,8 @@ def test_paired_interval_is_students_t():
   d = study_stats.Paired((-1.0, -1.1, -0.9))
   assert d.measured and d.verdict('up', 'down') == 'down'
   assert 'no interval' in study_stats.Paired((1.0,)).text()
+  assert study_stats.Paired((0.0, 0.0, 0.0)).verdict(
+      'up', 'down') == 'identical in every seed'
   # The interval covers a true mean of 0 in 95 % of normal samples of 3.
   rng = np.random.default_rng(0)
   hits = np.mean([not study_stats.Paired(tuple(rng.normal(size=3))).measured
@@ -212,12 +221,12 @@ def test_study_leaves_collapsed_runs_out_and_names_them():
                            collapse={('mle', 1)})
   assert rep.alive(results, 'mle', seeds) == [0, 2]
   (stability,) = rep.stability(results, losses, seeds, folders)
-  assert 'MLE seed 1: its training loss did not fall' in stability
+  assert 'MLE seed 1: its training PSNR did not rise' in stability
   assert 'training signals only' in stability
   table = rep.table_one(results, losses, seeds, folders)
   assert '| MLE (2 of 3 seeds) |' in table
   per_seed = rep.per_seed_table(results, losses, seeds, folders)
-  assert 'its training loss did not fall' in per_seed
+  assert 'its training PSNR did not rise' in per_seed
   cost = '\n'.join(rep.cost(results, losses, seeds, folders))
   assert 'MLE - MSE: -1.0' in cost and '2 seeds)' in cost
   results = _study_results({'mle': -1.0, 'gram': -0.3},
