@@ -358,6 +358,8 @@ def write_page(results, run: Run, out: pathlib.Path) -> pathlib.Path:
   if any(tables.split(results, l, run.seeds, 'crc', 'mean_risk')
          for l in likelihood(results, run.losses, run.seeds)):
     drawn.append(interval_figure(*args))
+  for stale in set(fig_dir.glob('*.png')) - {p for _, p in drawn}:
+    stale.unlink()              # The folder holds this page's pictures only.
   pictures = [f'![{title}]({os.path.relpath(path, out.parent)})'
               for title, path in drawn]
   doc = [*_intro(results, run, out), *_setup(run), *_tables(results, run),

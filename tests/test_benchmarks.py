@@ -255,6 +255,9 @@ def test_study_page_writes_its_tables_json_and_figures(tmp_path):
       trained_at={(l, s): 'abc1234' for l in losses for s in seeds},
       eval_s=10.0, total_s=20.0, n_params=1000)
   out = tmp_path / 'results.md'
+  (tmp_path / 'results_figures').mkdir()
+  (tmp_path / 'results_figures' / 'reliability_Set5_raw.png').write_bytes(
+      b'an older page\'s')
   fig_dir = rep.write_page(results, run, out)
   page = out.read_text()
   assert '## Conformal intervals' in page and 'Faithful - GRAM' in page
