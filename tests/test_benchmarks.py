@@ -87,7 +87,8 @@ def _study_results(gaps, seeds=(0, 1, 2), folders=('Set5',), wobble=0.01,
   sigma scaling on the calibration images; ``crc_risk``: the split study's
   and the test sets' crc risk."""
   def quality(cov=0.75, ause=0.3, nll=3.0, mace=0.1):
-    q = {'coverage_90': cov, 'ause': ause, 'nll': nll, 'mace': mace,
+    q = {'coverage_90': cov, 'coverage_50': 0.6, 'ause': ause, 'nll': nll,
+         'mace': mace,
          'spearman': 0.5, 'auce': mace, 'mean_sigma': 8.0, 'rmse': 10.0}
     return {'rgb': q, 'y': dict(q)}
   interval = lambda risk: {'rgb': {
@@ -112,6 +113,7 @@ def _study_results(gaps, seeds=(0, 1, 2), folders=('Set5',), wobble=0.01,
         cal = dict(entry, uncertainty_sigma_scaling=quality(cov_in),
                    interval_crc=interval(0.08))
         run.update(
+            refused={'rcps': 'rcps cannot certify a risk of 0.1'},
             calibration_images=cal,
             calibration={'sigma_scaling': {'values': {'rgb': {'scale': 1.2}}}},
             conformal={'alpha': 0.1, 'delta': 0.1, 'splits': 100,
@@ -202,6 +204,7 @@ def test_study_answers_claim_only_what_the_intervals_resolve():
   # Shape or shift: the in-sample coverage decides which is said.
   calib = rep.calibration(results, losses, seeds, folders)[0]
   assert 'misses 0.9 even on the images it was fitted on' in calib
+  assert 'the central 50 % interval covers 0.600-0.600' in calib
   calib = rep.calibration(_study_results({'gram': -0.3}, cov_in=0.9),
                           ['mse', 'gram'], seeds, folders)[0]
   assert 'there the Gaussian shape holds' in calib
@@ -209,6 +212,8 @@ def test_study_answers_claim_only_what_the_intervals_resolve():
   # n = 10 at alpha 0.1: the calibration risk must be <= 0.01.
   assert '(alpha(n+1) - 1)/n = 0.010 with n = 10' in conf
   assert 'too loose' in conf                 # rcps certified nothing.
+  assert ('Fitted on all 20 calibration images it certified nothing in 12 '
+          'of 12 runs') in conf
   assert 'GRAM on Set5: risk 0.090 ±0.000, <= alpha for 3 of 3 seeds' in conf
   # Constant width 30 against crc 20, 21, 22: sigma narrows it by 9.
   assert 'GRAM +9.0 [' in conf and 'sigma narrows the interval' in conf
