@@ -176,6 +176,8 @@ def main():
       walls={k: w for k, (w, _) in trained.items()},
       trained_at={k: c for k, (_, c) in trained.items()},
       eval_s=time.time() - eval_start, total_s=time.time() - started,
+      eval_made_s=sum(r.get('eval_seconds', 0.0)
+                      for r in evaluated.values()),
       n_params=sum(x.size for x in jax.tree.leaves(
           state_lib.build(config).params)))
   out = pathlib.Path(args.out)

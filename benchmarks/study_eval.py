@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import pathlib
+import time
 
 import numpy as np
 
@@ -158,7 +159,7 @@ def evaluate_model(workdir: pathlib.Path, folders, scale: int, fresh: bool,
     saved = json.loads(cache.read_text())
     if saved.get('key') == key:
       return saved['result']
-  saved_pool = folders_lib.POOL_VALUES
+  saved_pool, start = folders_lib.POOL_VALUES, time.time()
   folders_lib.POOL_VALUES = POOL_VALUES
   try:
     result = _measure(inference.load(workdir, step), workdir, folders,
@@ -166,6 +167,7 @@ def evaluate_model(workdir: pathlib.Path, folders, scale: int, fresh: bool,
   finally:
     folders_lib.POOL_VALUES = saved_pool
   result['pool_values'] = POOL_VALUES
+  result['eval_seconds'] = time.time() - start
   cache.write_text(json.dumps({'key': key, 'result': result},
                               default=_json_default))
   return result

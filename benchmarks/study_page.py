@@ -174,7 +174,8 @@ class Run:
   names: list                   # The test folders.
   walls: dict                   # {(loss, seed): training seconds}.
   trained_at: dict              # {(loss, seed): commit}.
-  eval_s: float
+  eval_s: float                 # Evaluating, in the run writing the page.
+  eval_made_s: float            # Evaluating, summed over when each was made.
   total_s: float
   n_params: int
   commit: str = dataclasses.field(
@@ -182,6 +183,24 @@ class Run:
       or 'unknown')
   dirty: bool = dataclasses.field(default_factory=lambda: bool(
       sh('git', 'status', '--porcelain', '--untracked-files=no')))
+
+
+def _training_code(commits) -> str:
+  """What changed under gramjax/ and configs/ (what training reads)
+  between the oldest and the newest of the commits the models were
+  trained at."""
+  order = sh('git', 'rev-list', '--no-walk', '--date-order',
+             *commits).split()
+  if len(commits) < 2 or len(order) < 2:
+    return ''
+  changed = sh('git', 'diff', '--name-only', order[-1], order[0], '--',
+               'gramjax', 'configs').split()
+  span = f'`git diff {order[-1][:7]} {order[0][:7]}`'
+  return ('; between the oldest and the newest of them nothing under '
+          f'gramjax/ or configs/ changed ({span})' if not changed else
+          '; between the oldest and the newest of them these files under '
+          'gramjax/ or configs/ changed: ' + ', '.join(
+              f'`{c}`' for c in changed) + f' ({span} shows how)')
 
 
 def _intro(results, run: Run, out: pathlib.Path) -> list[str]:
@@ -196,7 +215,7 @@ def _intro(results, run: Run, out: pathlib.Path) -> list[str]:
       f'`{run.commit}`{" (with uncommitted changes!)" if run.dirty else ""} '
       f'on {datetime.date.today().isoformat()} (models trained at commit'
       f'{"s" if len(commits) > 1 else ""} '
-      f'{", ".join(f"`{c}`" for c in commits)}); '
+      f'{", ".join(f"`{c}`" for c in commits)}{_training_code(commits)}); '
       'rerun that command to regenerate this page, its JSON (`' +
       out.with_suffix('.json').name + '`) and its pictures. Every number '
       'and every sentence below comes from that run.',
@@ -279,10 +298,12 @@ def _setup(run: Run) -> list[str]:
       f'- Hardware: {hardware()}.',
       f'- Wall time: training {fmt_s(sum(walls))} for {len(run.walls)} '
       f'models (about {fmt_s(statistics.fmean(walls))} each), evaluation '
-      f'{fmt_s(run.eval_s)} in the run that wrote this page (an evaluation '
-      'is kept in the run\'s `study_eval.json` under a key holding its '
-      'step, folders and a digest of the code that made it), whole script '
-      f'{fmt_s(run.total_s)}.',
+      f'{fmt_s(run.eval_made_s)} when made (about '
+      f'{fmt_s(run.eval_made_s / max(1, len(run.walls)))} per model; each '
+      'is kept in its run\'s `study_eval.json` under a key holding its '
+      'step, folders and a digest of the code that made it), '
+      f'{fmt_s(run.eval_s)} in the run that wrote this page, whole script '
+      f'{fmt_s(run.total_s)} in that run.',
       '',
   ]
 

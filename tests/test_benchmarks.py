@@ -258,13 +258,14 @@ def test_study_page_writes_its_tables_json_and_figures(tmp_path):
       seeds=seeds, names=folders,
       walls={(l, s): 100.0 for l in losses for s in seeds},
       trained_at={(l, s): 'abc1234' for l in losses for s in seeds},
-      eval_s=10.0, total_s=20.0, n_params=1000)
+      eval_s=10.0, eval_made_s=300.0, total_s=20.0, n_params=1000)
   out = tmp_path / 'results.md'
   (tmp_path / 'results_figures').mkdir()
   (tmp_path / 'results_figures' / 'reliability_Set5_raw.png').write_bytes(
       b'an older page\'s')
   fig_dir = rep.write_page(results, run, out)
   page = out.read_text()
+  assert 'evaluation 5m00s when made (about 0m33s per model' in page
   assert '## Conformal intervals' in page and 'Faithful - GRAM' in page
   assert 'AUCE' not in page.split('## Setup')[1].replace(
       'AUCE (the same quantity on another grid) is in the JSON only', '')
