@@ -141,7 +141,10 @@ def conformal(results, losses, seeds, folders) -> list[str]:
   models = [l for l in likelihood(results, losses, seeds)
             if tables.split(results, l, seeds, 'crc', 'mean_risk')]
   if not models:
-    return []
+    why = {results[l][s]['conformal_error'] for l in losses for s in seeds
+           if 'conformal_error' in results[l][s]}
+    return [f'- **Conformal split study:** not made ({"; ".join(sorted(why))}).'
+            ] if why else []
   run = results[models[0]][alive(results, models[0], seeds)[0]]
   study = run['conformal']
   n, alpha = study['calibration_images'], study['alpha']

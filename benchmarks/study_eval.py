@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -135,9 +136,14 @@ def _measure(predictor, workdir, folders, protocol, calibrate_on) -> dict:
   _calibrated(cal.results, entry, protocol, fits)
   result['calibration_images'] = entry
   result['curves']['calibration_images'] = _curves(cal.results, fits)
-  result['conformal'] = intervals.split_study(
-      cal.results, splits=SPLITS, alpha=conformal.ALPHA,
-      delta=conformal.DELTA, seed=0, quiet=True)
+  try:
+    result['conformal'] = intervals.split_study(
+        cal.results, splits=SPLITS, alpha=conformal.ALPHA,
+        delta=conformal.DELTA, seed=0, quiet=True)
+  except ValueError as e:   # Too few calibration images to halve.
+    result['conformal_error'] = f'{calibrate_on}: {e}'
+    print(f'warning: no split study: {result["conformal_error"]}',
+          file=sys.stderr)
   return result
 
 

@@ -215,6 +215,12 @@ def test_study_answers_claim_only_what_the_intervals_resolve():
   assert ('Fitted on all 20 calibration images it certified nothing in 12 '
           'of 12 runs') in conf
   assert 'GRAM on Set5: risk 0.090 ±0.000, <= alpha for 3 of 3 seeds' in conf
+  few = _study_results({'gram': -0.3})
+  for s in seeds:
+    del few['gram'][s]['conformal']
+    few['gram'][s]['conformal_error'] = 'heldout[5:]: needs 18 images'
+  assert rep.conformal(few, ['mse', 'gram'], seeds, folders) == [
+      '- **Conformal split study:** not made (heldout[5:]: needs 18 images).']
   # Constant width 30 against crc 20, 21, 22: sigma narrows it by 9.
   assert 'GRAM +9.0 [' in conf and 'sigma narrows the interval' in conf
 
