@@ -12,14 +12,6 @@ from benchmarks.study_stats import COLLAPSE_RULE, NAMES, mean_sd, paired, pm
 from benchmarks.study_tables import CALIBRATION, alive, collapsed, likelihood
 
 
-def _psnr_over(results, folders):
-  """``value(loss, seed)``: PSNR averaged over the test folders."""
-  def get(loss, seed):
-    got = [tables.value(results, f, 'psnr')(loss, seed) for f in folders]
-    return None if None in got else statistics.fmean(got)
-  return get
-
-
 def _test_mean(results, folders, *path):
   """``value(loss, seed)``: a figure averaged over the test folders."""
   def get(loss, seed):
@@ -43,7 +35,7 @@ def stability(results, losses, seeds, folders) -> list[str]:
 
 
 def _diff(results, a, b, seeds, folders) -> str:
-  d = paired(_psnr_over(results, folders), a, b, seeds)
+  d = paired(_test_mean(results, folders, 'psnr'), a, b, seeds)
   return (f'{NAMES[a]} - {NAMES[b]}: {d.text("dB")} '
           f'({d.verdict(f"{NAMES[a]} higher", f"{NAMES[a]} lower")}, '
           f'{d.n} seeds)')
