@@ -96,17 +96,19 @@ def _measure(predictor, workdir, folders, protocol, calibrate_on) -> dict:
   result = {'step': predictor.step, 'curves': {}}
   if not predictor.predicts_uncertainty:
     measured = folders_lib.evaluate_folders(folders, protocol, predictor,
-                                            quiet=True)
+                                            quiet=True,
+                                            pool_values=POOL_VALUES)
     result['folders'] = folders_lib.entries(measured)
     return result
   fitted_on, images = recal_fit.calibration_images(calibrate_on, workdir)
   try:
     cal = recal_fit.measure(predictor, images, protocol, fitted_on=fitted_on,
-                            quiet=True)
+                            quiet=True, pool_values=POOL_VALUES)
   except ValueError as e:      # sigma not finite and > 0: a diverged head.
     result['uncertainty_error'] = str(e)
     result['folders'] = folders_lib.entries(folders_lib.evaluate_folders(
-        folders, protocol, predictor.without_uncertainty(), quiet=True))
+        folders, protocol, predictor.without_uncertainty(), quiet=True,
+        pool_values=POOL_VALUES))
     return result
   fits, result['refused'] = _fit_every_method(cal)
   for recal in fits.values():
@@ -117,11 +119,13 @@ def _measure(predictor, workdir, folders, protocol, calibrate_on) -> dict:
   protocol = dataclasses.replace(protocol, y_correlation=cal.y_correlation)
   try:
     measured = folders_lib.evaluate_folders(folders, protocol, predictor,
-                                            quiet=True)
+                                            quiet=True,
+                                            pool_values=POOL_VALUES)
   except ValueError as e:
     result['uncertainty_error'] = str(e)
     result['folders'] = folders_lib.entries(folders_lib.evaluate_folders(
-        folders, protocol, predictor.without_uncertainty(), quiet=True))
+        folders, protocol, predictor.without_uncertainty(), quiet=True,
+        pool_values=POOL_VALUES))
     return result
   result['folders'] = folders_lib.entries(measured)
   for name, folder in measured.items():
@@ -129,7 +133,7 @@ def _measure(predictor, workdir, folders, protocol, calibrate_on) -> dict:
     result['curves'][name] = _curves(folder.images, fits)
   # The calibration images themselves (in sample): what the fits do where
   # no shift can be blamed.
-  rate = folders_lib.pool_rate_for(images)
+  rate = folders_lib.pool_rate_for(images, POOL_VALUES)
   entry, _ = folders_lib.folder_entry(cal.results, protocol, predictor.step,
                                       rate)
   entry['in_sample'] = True
@@ -165,13 +169,9 @@ def evaluate_model(workdir: pathlib.Path, folders, scale: int, fresh: bool,
     saved = json.loads(cache.read_text())
     if saved.get('key') == key:
       return saved['result']
-  saved_pool, start = folders_lib.POOL_VALUES, time.time()
-  folders_lib.POOL_VALUES = POOL_VALUES
-  try:
-    result = _measure(inference.load(workdir, step), workdir, folders,
-                      Protocol(scale), calibrate_on)
-  finally:
-    folders_lib.POOL_VALUES = saved_pool
+  start = time.time()
+  result = _measure(inference.load(workdir, step), workdir, folders,
+                    Protocol(scale), calibrate_on)
   result['pool_values'] = POOL_VALUES
   result['eval_seconds'] = time.time() - start
   cache.write_text(json.dumps({'key': key, 'result': result},

@@ -387,7 +387,7 @@ def test_mse_models_report_no_uncertainty():
 
 # ---------------------------------------------------------- aggregation --
 
-def test_pooled_and_per_image_aggregation(workdir, folders, monkeypatch):
+def test_pooled_and_per_image_aggregation(workdir, folders):
   """Pooled figures are those of all pixels together: the pooled RGB RMSE
   is the pixel-weighted root mean square of the images' RMSEs, which the
   per-image mean is not; every entry names its aggregation."""
@@ -423,10 +423,10 @@ def test_pooled_and_per_image_aggregation(workdir, folders, monkeypatch):
   assert per_image['uncertainty']['rgb']['rmse'] == pytest.approx(
       np.mean(rmses))
   assert pooled['uncertainty']['rgb']['mace'] >= 0
-  # Above POOL_VALUES every image gives the same share of its values.
-  monkeypatch.setattr(folders_lib, 'POOL_VALUES', sum(sizes) // 4)
+  # Above pool_values every image gives the same share of its values.
   capped = folders_lib.evaluate_folder(folder, protocol, predictor,
-                                       quiet=True)
+                                       quiet=True,
+                                       pool_values=sum(sizes) // 4)
   results = capped.images
   share = capped.entry['uncertainty']['pooled_share']
   assert capped.pool_rate == share

@@ -95,9 +95,10 @@ class FolderResults:
   pool_rate: float = 1.0
 
 
-def pool_rate_for(images: Sequence[pathlib.Path]) -> float:
+def pool_rate_for(images: Sequence[pathlib.Path],
+                  pool_values: int = POOL_VALUES) -> float:
   """The share of each image's values to pool so that a folder pools at
-  most ``POOL_VALUES`` RGB values (sizes from the file headers)."""
+  most ``pool_values`` RGB values (sizes from the file headers)."""
   total = 0
   for path in images:
     try:
@@ -105,7 +106,7 @@ def pool_rate_for(images: Sequence[pathlib.Path]) -> float:
         total += img.size[0] * img.size[1] * 3
     except OSError:
       pass              # evaluate_image names the bad file.
-  return min(1.0, POOL_VALUES / total) if total else 1.0
+  return min(1.0, pool_values / total) if total else 1.0
 
 
 def pooled_residuals(results: Sequence[ImageResult], channel: str
@@ -264,10 +265,12 @@ def folder_results(folder: Folder, protocol: Protocol, predictor=None, *,
 
 
 def evaluate_folder(folder: Folder, protocol: Protocol, predictor=None, *,
-                    label: str = '', quiet: bool = False) -> FolderResults:
+                    label: str = '', quiet: bool = False,
+                    pool_values: int = POOL_VALUES) -> FolderResults:
   """Evaluates every image of ``folder`` (bicubic when ``predictor`` is
   None) with a progress line (rate, ETA) on stderr unless ``quiet``."""
-  rate = pool_rate_for(folder.images) if protocol.pools else 0.0
+  rate = (pool_rate_for(folder.images, pool_values) if protocol.pools
+          else 0.0)
   results = folder_results(
       folder, protocol, predictor, label=label, quiet=quiet, pool_rate=rate,
       image_figures=protocol.aggregation == 'per_image')
@@ -277,11 +280,14 @@ def evaluate_folder(folder: Folder, protocol: Protocol, predictor=None, *,
 
 
 def evaluate_folders(folders: Sequence[Folder], protocol: Protocol,
-                     predictor=None, *, label: str = '',
-                     quiet: bool = False) -> dict[str, FolderResults]:
-  """``{folder name: FolderResults}`` in the order given."""
+                     predictor=None, *, label: str = '', quiet: bool = False,
+                     pool_values: int = POOL_VALUES
+                     ) -> dict[str, FolderResults]:
+  """``{folder name: FolderResults}`` in the order given (each pooling
+  at most ``pool_values`` values per channel space)."""
   return {f.name: evaluate_folder(f, protocol, predictor, label=label,
-                                  quiet=quiet) for f in folders}
+                                  quiet=quiet, pool_values=pool_values)
+          for f in folders}
 
 
 def entries(results: dict[str, FolderResults]) -> dict[str, dict]:

@@ -131,13 +131,13 @@ class Measured:
   model: dict                   # Predictor.model_key().
 
 
-def _fit_results(predictor, folder, protocol, quiet):
+def _fit_results(predictor, folder, protocol, quiet, pool_values):
   """The calibration images measured for both channel spaces: the RGB
   values first, whose pooled standardised errors give the channel
   correlation, then the Y channel under it (from the same model outputs).
   Returns (results with both samples, correlation)."""
   predictor = _Remembering(predictor)
-  rate = folders_lib.pool_rate_for(folder.images)
+  rate = folders_lib.pool_rate_for(folder.images, pool_values)
   base = dataclasses.replace(protocol, recalibration=None)
   results = folders_lib.folder_results(
       folder, dataclasses.replace(base, channels=('rgb',)), predictor,
@@ -158,17 +158,20 @@ def _fit_results(predictor, folder, protocol, quiet):
 
 
 def measure(predictor, images: Sequence[pathlib.Path], protocol: Protocol,
-            *, fitted_on: str, quiet: bool = False) -> Measured:
+            *, fitted_on: str, quiet: bool = False,
+            pool_values: int = folders_lib.POOL_VALUES) -> Measured:
   """Runs the model once over the calibration ``images``, measured as a
-  test folder is under ``protocol`` (same LR, same shave), RGB and Y (the
-  latter under the channel correlation measured on these images)."""
+  test folder is under ``protocol`` (same LR, same shave, at most
+  ``pool_values`` values pooled), RGB and Y (the latter under the channel
+  correlation measured on these images)."""
   if not predictor.predicts_uncertainty:
     raise UserError('a calibration needs a model that predicts uncertainty '
                     '(this one was trained with the plain MSE)')
   name = ('held-out images' if fitted_on.startswith('heldout')
           else pathlib.Path(fitted_on).name)
   folder = folders_lib.Folder(name, pathlib.Path(fitted_on), list(images))
-  results, rho = _fit_results(predictor, folder, protocol, quiet)
+  results, rho = _fit_results(predictor, folder, protocol, quiet,
+                              pool_values)
   return Measured(fitted_on, results, rho, tuple(image_digests(images)),
                   predictor.model_key())
 
